@@ -1,0 +1,17 @@
+"""devito-perforad: exact gather-form adjoints of Devito stencil equations.
+
+The pipeline, one module per stage:
+
+1. :mod:`~devito_perforad.access` analyses accesses (field, time offset, space offsets);
+2. :mod:`~devito_perforad.differentiate` differentiates locally;
+3. :mod:`~devito_perforad.reverse` reverses offsets (scatter to gather);
+4. :mod:`~devito_perforad.region` restricts to valid regions;
+5. :mod:`~devito_perforad.assemble` assembles the adjoint operator.
+"""
+
+from .assemble import AdjointOperator, adjoint
+from .errors import AdjointError
+from .fields import adjoint_function
+
+__all__ = ['adjoint', 'AdjointOperator', 'adjoint_function', 'AdjointError']
+__version__ = '0.1.0'

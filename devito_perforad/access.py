@@ -1,0 +1,194 @@
+"""Stage 1: analyse accesses.
+
+Every statement of the primal program is reduced to the access it writes and the
+accesses it reads. An access is a field read or written at the iteration point
+shifted by whole grid steps: ``u(t - dt, x + 2*h_x)`` is field ``u`` at time offset
+``-1`` and space offsets ``(2,)``.
+
+Examples
+--------
+>>> from devito import Grid, TimeFunction, Eq
+>>> grid = Grid(shape=(5,))
+>>> u = TimeFunction(name='u', grid=grid, space_order=2)
+>>> (stmt,) = analyse([Eq(u.forward, u + u.dx)])
+>>> stmt.write.field.name, stmt.write.time, stmt.write.space
+('u', 1, (0,))
+>>> sorted((a.time, a.space) for a in stmt.reads)
+[(0, (0,)), (0, (1,))]
+"""
+
+from dataclasses import dataclass
+
+import sympy
+from devito import Eq, Inc
+from devito.symbolics import retrieve_functions, retrieve_indexed
+from devito.types import Dimension, SparseFunction
+from devito.types.basic import AbstractFunction
+
+from .errors import AdjointError, located
+
+__all__ = ['Access', 'Statement', 'analyse', 'access_of', 'at_offsets']
+
+
+@dataclass(frozen=True)
+class Access:
+    """A field at the iteration point plus integer offsets.
+
+    Attributes
+    ----------
+    expr : sympy.Expr
+        The function application as written, e.g. ``u(t + dt, x - h_x)``.
+    field : devito.Function or devito.TimeFunction
+        The accessed field.
+    time : int or None
+        Offset along the field's time dimension, ``None`` for fields without one.
+    space : tuple of int
+        Offsets along the field's space dimensions, in grid spacings.
+    """
+
+    expr: sympy.Expr
+    field: AbstractFunction
+    time: int | None
+    space: tuple
+
+    @property
+    def level(self):
+        """Time level relative to the loop counter (``0`` for time-free fields)."""
+        return 0 if self.time is None else self.time
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One primal equation, analysed.
+
+    Attributes
+    ----------
+    eq : devito.Eq
+        The equation as the user wrote it (used in error messages).
+    write : Access
+        The left-hand side.
+    rhs : sympy.Expr
+        The evaluated right-hand side: derivatives expanded into stencils.
+    reads : tuple of Access
+        Every distinct field access on the right-hand side.
+    increment : bool
+        ``True`` for ``Inc`` (``lhs += rhs``), ``False`` for ``Eq``.
+    subdomain : devito.SubDomain or None
+        The region the primal equation iterates over; ``None`` is the whole domain.
+    """
+
+    eq: Eq
+    write: Access
+    rhs: sympy.Expr
+    reads: tuple
+    increment: bool
+    subdomain: object
+
+    @property
+    def is_timed(self):
+        """Whether the statement belongs to a time loop."""
+        return self.write.time is not None or any(a.time is not None for a in self.reads)
+
+
+def _offset(eq, expr, arg, dim):
+    step = dim.spacing
+    k = sympy.nsimplify(sympy.expand((arg - dim) / step)) if arg.has(dim) else None
+    if k is None or not k.is_Integer:
+        raise located(eq, expr.function,
+                      f"index `{arg}` of dimension `{dim}` in `{expr}` is not `{dim}` plus "
+                      "a whole number of grid spacings. Only affine accesses with integer "
+                      "offsets can be reversed (no indirect, non-affine, staggered or "
+                      "sub-dimension indexing).")
+    return int(k)
+
+
+def access_of(expr, eq=None):
+    """Analyse one function application into an :class:`Access`.
+
+    Examples
+    --------
+    >>> from devito import Grid, Function
+    >>> grid = Grid(shape=(5, 5))
+    >>> x, y = grid.dimensions
+    >>> f = Function(name='f', grid=grid)
+    >>> a = access_of(f.shift(x, -x.spacing))
+    >>> a.time, a.space
+    (None, (-1, 0))
+    """
+    field = expr.function
+    time, space = None, []
+    for arg, dim in zip(expr.args, field.dimensions, strict=True):
+        k = _offset(eq if eq is not None else expr, expr, arg, dim)
+        if dim.is_Time:
+            time = k
+        else:
+            space.append(k)
+    return Access(expr, field, time, tuple(space))
+
+
+def at_offsets(field, time=None, space=None):
+    """The application of ``field`` at the given offsets from the iteration point.
+
+    Examples
+    --------
+    >>> from devito import Grid, TimeFunction
+    >>> u = TimeFunction(name='u', grid=Grid(shape=(5,)))
+    >>> at_offsets(u, time=-1, space=(2,))
+    u(t - dt, x + 2*h_x)
+    """
+    expr = field  # a devito field is its own application at the iteration point
+    space = iter(space or ())
+    for dim in field.dimensions:
+        k = (time or 0) if dim.is_Time else next(space, 0)
+        if k:
+            expr = expr.shift(dim, k * dim.spacing)
+    return expr
+
+
+def _flatten(expressions):
+    if isinstance(expressions, (list, tuple)):
+        for e in expressions:
+            yield from _flatten(e)
+    else:
+        yield expressions
+
+
+def _statement(eq):
+    if not isinstance(eq, Eq):
+        raise AdjointError(
+            f"`{eq}` is a {type(eq).__name__}, not a devito Eq/Inc. Sparse injection and "
+            "interpolation are not supported by this version of devito-perforad.")
+    evaluated = eq.evaluate
+    lhs, rhs = evaluated.lhs, evaluated.rhs
+    if retrieve_indexed(lhs) or retrieve_indexed(rhs):
+        raise AdjointError(f"In `{eq}`: indexed notation `u[...]` is not supported; write "
+                           "accesses as function applications (`u.forward`, `u.shift(...)`).")
+    if not isinstance(getattr(lhs, 'function', None), AbstractFunction):
+        raise AdjointError(f"In `{eq}`: the left-hand side `{lhs}` is not a field.")
+    reads = []
+    for expr in retrieve_functions(rhs, mode='unique'):
+        if isinstance(expr.function, SparseFunction) or isinstance(lhs.function,
+                                                                   SparseFunction):
+            raise located(eq, expr.function, "sparse functions are not supported by this "
+                                             "version of devito-perforad.")
+        if isinstance(expr, Dimension):
+            continue
+        reads.append(access_of(expr, eq))
+    reads.sort(key=lambda a: (a.field.name, a.level, a.space))
+    return Statement(eq, access_of(lhs, eq), rhs, tuple(reads), isinstance(eq, Inc),
+                     getattr(evaluated, 'subdomain', None))
+
+
+def analyse(expressions):
+    """Analyse the primal ``expressions`` (as passed to ``devito.Operator``).
+
+    Parameters
+    ----------
+    expressions : Eq or Inc, or nested lists of them
+
+    Returns
+    -------
+    list of Statement
+        In program order.
+    """
+    return [_statement(eq) for eq in _flatten(expressions)]

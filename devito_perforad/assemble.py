@@ -1,0 +1,401 @@
+"""Stage 5: assemble the adjoint operator.
+
+The driver walks the primal program in reverse and, for every adjoint target, sums
+the gathered terms of all statements that read it into one stencil update:
+
+* **time-free programs**: statements are reversed one by one; statement ``i``'s
+  adjoint adds ``sum_o D(q - o) * yb(q - o)`` to each field it reads.
+* **time loops**: the adjoint is a backward loop over the same counter range. Each
+  active TimeFunction ``g`` gets one update per counter that writes the adjoint level
+  ``gb[t + w]`` with every contribution to it, from all statements and all steps
+  that read that level. ``w`` is the lowest level the primal reads, so the adjoint of
+  ``u[t+1] = 2u[t] - u[t-1] + L(u[t])`` is the familiar
+  ``ub[t-1] = ub[t-1] + 2ub[t] + L^T(ub[t]) - ub[t+1]``. The levels above ``t + w``
+  that only the last primal step reads are gathered once, at ``time == time_M``.
+  Time-invariant parameters accumulate ``mb += sum_o D(q - o) * yb(q - o)`` at every
+  counter: a reduction over time only, one point per thread, so no races.
+
+Adjoint convention (accumulate): on return every adjoint field holds its seed plus
+the derivative gathered from everything the primal computed from it. For a field
+level the primal overwrote, it holds the adjoint of the value written there. A
+buffered adjoint TimeFunction holds, on entry, the seeds of the primal's final buffer
+and, on return, the adjoints of the primal's initial buffer.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field as dataclass_field
+
+import sympy
+from devito import ConditionalDimension, Eq, Operator, TimeFunction
+from devito.symbolics import CondEq, retrieve_functions
+
+from .access import access_of, analyse, at_offsets
+from .differentiate import partials
+from .errors import AdjointError, located
+from .fields import check_adjoints, is_saved
+from .region import Select, guarded, space_conditions, time_conditions
+from .reverse import reverse
+
+__all__ = ['adjoint', 'AdjointOperator']
+
+
+def adjoint(expressions, adjoints):
+    """Derive the exact discrete adjoint of ``expressions`` in gather form.
+
+    Parameters
+    ----------
+    expressions : Eq, Inc or nested lists of them
+        The primal, exactly as passed to ``devito.Operator``.
+    adjoints : dict
+        Maps each active primal Function/TimeFunction to its adjoint field (see
+        :func:`devito_perforad.adjoint_function`). Fields not in the map are constants.
+
+    Returns
+    -------
+    list of devito.Eq
+        The adjoint equations. Every equation writes only its own point.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from devito import Grid, Function, Eq
+    >>> from devito_perforad import adjoint, adjoint_function
+    >>> grid = Grid(shape=(8,))
+    >>> u, w = Function(name='u', grid=grid), Function(name='w', grid=grid)
+    >>> ub, wb = adjoint_function(u), adjoint_function(w)
+    >>> adjoint([Eq(w, u.dx)], {u: ub, w: wb})
+    [Eq(u_b(x), u_b(x) + (((x - 1 >= x_m) ? w_b(x - h_x)/h_x : 0)) - w_b(x)/h_x)]
+    """
+    adjoints = check_adjoints(adjoints)
+    program = analyse(expressions)
+    check_halos([s.eq.evaluate for s in program])
+    check_program(program, adjoints)
+    if any(s.is_timed for s in program):
+        eqs = _time_adjoint(program, adjoints)
+    else:
+        eqs = _spatial_adjoint(program, adjoints)
+    check_halos(eqs)
+    return eqs
+
+
+def AdjointOperator(expressions, adjoints, **kwargs):  # noqa: N802 - mirrors Operator
+    """A ``devito.Operator`` running the adjoint of ``expressions``.
+
+    Applied with the same arguments as the primal operator (``time_m``, ``time_M``,
+    ``dt``, ...), it performs ``x_b += (dF/dx)^T y_b`` for every active field, using
+    the values the primal fields hold for nonlinear terms.
+
+    Parameters
+    ----------
+    expressions, adjoints
+        As for :func:`adjoint`.
+    **kwargs
+        Passed to ``devito.Operator`` (``subs``, ``opt``, ``name``, ``platform``,
+        ``language``, ...).
+    """
+    kwargs.setdefault('name', 'Adjoint')
+    return Operator(adjoint(expressions, adjoints), **kwargs)
+
+
+# -- checks ---------------------------------------------------------------------------
+
+def check_halos(eqs):
+    """Raise if an access reaches past its field's halo.
+
+    Devito would otherwise shrink the loop bounds and silently skip points.
+    """
+    for eq in eqs:
+        for app in retrieve_functions([eq.lhs, eq.rhs], mode='unique'):
+            if not hasattr(app.function, '_size_halo'):
+                continue
+            a = access_of(app, eq)
+            dims = [d for d in app.function.dimensions if not d.is_Time]
+            for d, k in zip(dims, a.space, strict=True):
+                left, right = app.function._size_halo[d]
+                if -k > left or k > right:
+                    raise located(eq, app.function,
+                                  f"`{app}` reaches {abs(k)} points along `{d}` but the "
+                                  f"halo holds {left if k < 0 else right}; Devito would "
+                                  "silently shrink the loop. Give the field a space_order "
+                                  f"of at least {abs(k)}.")
+
+
+def _writers(program):
+    writers = defaultdict(list)
+    for i, s in enumerate(program):
+        writers[(s.write.field, s.write.time)].append(i)
+    return writers
+
+
+def check_program(program, adjoints):
+    """Check the program's structure against the level model the transform uses."""
+    timed = any(s.is_timed for s in program)
+    writers = _writers(program)
+    top_level = defaultdict(lambda: None)
+    for (f, level), _ in writers.items():
+        if level is not None:
+            top_level[f] = level if top_level[f] is None else max(top_level[f], level)
+    for i, s in enumerate(program):
+        w = s.write
+        if any(w.space):
+            raise located(s.eq, w.field, f"the left-hand side `{w.expr}` is shifted in "
+                                         "space; write at the iteration point.")
+        if timed and w.time is None:
+            raise located(s.eq, w.field, "a time-free field is written inside a time "
+                                         "loop; make it a TimeFunction.")
+        eqs = [j for j in writers[(w.field, w.time)] if not program[j].increment]
+        if len(eqs) > 1:
+            raise located(s.eq, w.field, f"level `{w.expr}` is assigned by more than one "
+                                         "Eq; use Inc for the later updates.")
+        if (not eqs and w.time is not None and not is_saved(w.field)
+                and w.field in adjoints):
+            raise located(s.eq, w.field, f"level `{w.expr}` of a buffered TimeFunction is "
+                                         "only incremented, never assigned; its old value "
+                                         "is another time level. Assign it with Eq first.")
+        if eqs and s.increment and eqs[0] > i:
+            raise located(s.eq, w.field, f"`{w.expr}` is incremented before it is assigned.")
+        for a in s.reads:
+            later = [j for j in writers.get((a.field, a.time), []) if j >= i]
+            if later:
+                raise located(s.eq, a.field,
+                              f"`{a.expr}` is read {'in place' if later[0] == i else ''}"
+                              f"{'' if later[0] == i else 'before it is written'} in the "
+                              "same step; the adjoint of in-place updates is not "
+                              "supported. Write to a separate field or time level.")
+            if (a.time is not None and top_level[a.field] is not None
+                    and a.time > top_level[a.field]):
+                raise located(s.eq, a.field, f"`{a.expr}` reads a time level above the "
+                                             "highest level the program writes.")
+    # Derivatives flow through every field computed from an active one.
+    varied = set(adjoints)
+    changed = True
+    while changed:
+        changed = False
+        for s in program:
+            if s.write.field not in varied and any(a.field in varied for a in s.reads):
+                varied.add(s.write.field)
+                changed = True
+    written = {s.write.field for s in program}
+    for s in program:
+        if s.write.field not in adjoints:
+            continue
+        for a in s.reads:
+            if a.field not in adjoints and a.field in varied and a.field in written:
+                raise located(s.eq, a.field, "this field depends on active fields and "
+                                             "the adjoint must propagate through it, but it "
+                                             "is missing from the adjoints map.")
+
+
+def _check_primal_values(stmt, partial, written):
+    for app in retrieve_functions(partial, mode='unique'):
+        f = app.function
+        if isinstance(f, TimeFunction) and not is_saved(f) and f in written:
+            raise located(stmt.eq, f,
+                          f"the adjoint needs primal values `{app}` at every time step, "
+                          "but a buffered TimeFunction only keeps its last "
+                          f"{f.time_order + 1} levels. Create it with save=nt (or "
+                          "recompute it by checkpointing).")
+
+
+# -- time-free programs ---------------------------------------------------------------
+
+def _spatial_adjoint(program, adjoints):
+    eqs = []
+    grid = program[0].write.field.grid
+    for stmt in reversed(program):
+        if stmt.write.field not in adjoints:
+            continue
+        seed = at_offsets(adjoints[stmt.write.field])
+        by_target = defaultdict(list)
+        for a, d in partials(stmt, adjoints):
+            term = reverse(stmt, a, d, seed)
+            by_target[a.field].append(
+                (space_conditions(grid, stmt.subdomain, term.shift), term.expr))
+        for g, terms in by_target.items():
+            gb = at_offsets(adjoints[g])
+            eqs.append(Eq(gb, gb + guarded(terms)))
+    return eqs
+
+
+# -- time loops -----------------------------------------------------------------------
+
+@dataclass
+class _Node:
+    """One adjoint update inside the backward time loop."""
+
+    field: object
+    level: int | None            # adjoint level written, None for a parameter
+    guard: str | None            # None, 'top' (time == time_M), 'bottom' (time == time_m)
+    terms: list = dataclass_field(default_factory=list)
+    reads: set = dataclass_field(default_factory=set)   # (field, level) of seeds read
+
+    @property
+    def rank(self):
+        return {'top': 0, None: 1 if self.level is not None else 2, 'bottom': 3}[self.guard]
+
+
+def _levels(program, adjoints, derivs):
+    """Lowest and highest level each active TimeFunction is read at."""
+    lo, hi = {}, {}
+    for stmt, ds in zip(program, derivs, strict=True):
+        for a, _ in ds:
+            if a.time is not None:
+                lo[a.field] = min(lo.get(a.field, a.time), a.time)
+                hi[a.field] = max(hi.get(a.field, a.time), a.time)
+    return lo, hi
+
+
+def _solve_levels(program, derivs, lo, hi):
+    """Choose the adjoint level ``w`` written per counter for each TimeFunction.
+
+    A contribution to ``gb[t + w_g]`` from a read ``g[t + s]`` by a statement writing
+    ``y[t + s0]`` reads ``yb[t + w_g - s + s0]``, which must already be complete:
+    ``w_y <= w_g - s + s0``. Start from the lowest read level and raise until it holds.
+    """
+    w = dict(lo)
+    for _ in range(len(w) + 2):
+        changed = False
+        for stmt, ds in zip(program, derivs, strict=True):
+            y = stmt.write.field
+            if y not in w:
+                continue
+            for a, _ in ds:
+                if a.time is None:
+                    continue
+                need = w[y] - stmt.write.time + a.time
+                if w[a.field] < need:
+                    w[a.field] = need
+                    changed = True
+                    if need > hi[a.field]:
+                        raise located(stmt.eq, a.field,
+                                      "the time dependencies of this program cannot be "
+                                      "reversed into a gather loop.")
+        if not changed:
+            return w
+    raise AdjointError("The time dependencies of this program cannot be reversed.")
+
+
+def _time_adjoint(program, adjoints):
+    grid = program[0].write.field.grid
+    time = grid.time_dim
+    active = [s for s in program if s.write.field in adjoints]
+    derivs = [partials(s, adjoints) for s in active]
+    written = {s.write.field for s in program}
+    for stmt, ds in zip(active, derivs, strict=True):
+        for _, d in ds:
+            _check_primal_values(stmt, d, written)
+    lo, hi = _levels(active, adjoints, derivs)
+    w = _solve_levels(active, derivs, lo, hi)
+
+    nodes = []
+    for g in w:
+        nodes.append(_Node(g, w[g], None))
+        nodes += [_Node(g, w[g] + k, 'top') for k in range(1, hi[g] - w[g] + 1)]
+        nodes += [_Node(g, w[g] - k, 'bottom') for k in range(1, w[g] - lo[g] + 1)]
+    params = {a.field for ds in derivs for a, _ in ds if a.time is None}
+    nodes += [_Node(m, None, None) for m in sorted(params, key=lambda f: f.name)]
+
+    for node in nodes:
+        for stmt, ds in zip(active, derivs, strict=True):
+            seed = at_offsets(adjoints[stmt.write.field], time=stmt.write.time)
+            for a, d in ds:
+                if a.field is not node.field:
+                    continue
+                term = reverse(stmt, a, d, seed, level=node.level)
+                conditions = time_conditions(time, term.step, node.guard)
+                if conditions is None:
+                    continue
+                conditions += space_conditions(grid, stmt.subdomain, term.shift)
+                node.terms.append((conditions, term.expr))
+                node.reads.add((stmt.write.field, term.step + stmt.write.time))
+
+    top = ConditionalDimension('top', parent=time, condition=CondEq(time, time.symbolic_max))
+    bottom = ConditionalDimension('bottom', parent=time,
+                                  condition=CondEq(time, time.symbolic_min))
+    top_levels = _top_written_levels(program)
+    eqs = []
+    for node in _schedule(nodes):
+        gb = adjoints[node.field]
+        own = at_offsets(gb, time=node.level)
+        keep = _seed_mask(node, gb, own, time, top_levels)
+        implicit = {'top': (top,), 'bottom': (bottom,)}.get(node.guard, ())
+        eqs.append(Eq(own, keep + guarded(node.terms), implicit_dims=implicit))
+    _check_buffers(nodes, adjoints)
+    return eqs
+
+
+def _top_written_levels(program):
+    top = {}
+    for s in program:
+        if s.write.time is not None and not s.increment:
+            top[s.write.field] = max(top.get(s.write.field, s.write.time), s.write.time)
+    return top
+
+
+def _seed_mask(node, gb, own, time, top_levels):
+    """The adjoint's current value at the level written, where it is still a seed.
+
+    In a buffered field the slot of level ``L`` also holds ``L + nb``, ``L + 2nb``...
+    If the primal wrote a later level into that slot, what sits there now is the
+    adjoint of that later level, not a seed of ``L``: it must not be added.
+    """
+    f = node.field
+    if node.level is None or is_saved(gb) or f not in top_levels:
+        return own
+    nb = gb.time_order + 1
+    # seed valid iff  time + level + nb > time_M + top written level
+    first = top_levels[f] - nb - node.level + 1      # valid iff time >= time_M + first
+    if node.guard == 'top':
+        return own if first <= 0 else sympy.S.Zero
+    if first <= 0 and node.guard is None:
+        cond = sympy.Ge(time, time.symbolic_max + first)
+    else:
+        cond = sympy.Ge(time, time.symbolic_max + first)
+    return Select(cond, own, sympy.S.Zero)
+
+
+def _schedule(nodes):
+    """Order the updates of one counter so every seed is complete before it is read."""
+    def provider(f, level, reader):
+        for n in nodes:
+            if n.field is f and n.level == level and n is not reader:
+                if n.guard is None or n.guard == reader.guard or (
+                        n.guard == 'top' and reader.guard is None):
+                    return n
+        return None
+
+    deps = {id(n): {id(p) for f, lv in n.reads if (p := provider(f, lv, n)) is not None}
+            for n in nodes}
+    order, done = [], set()
+    pending = sorted(nodes, key=lambda n: n.rank)
+    while pending:
+        ready = [n for n in pending if deps[id(n)] <= done]
+        if not ready:
+            names = ', '.join(n.field.name for n in pending)
+            raise AdjointError(f"Adjoint updates of {names} depend on each other within "
+                               "one time step; the program cannot be reversed in gather "
+                               "form.")
+        n = ready[0]
+        order.append(n)
+        done.add(id(n))
+        pending.remove(n)
+    return order
+
+
+def _check_buffers(nodes, adjoints):
+    """A buffered adjoint must fit all the levels one counter touches."""
+    span = defaultdict(set)
+    for n in nodes:
+        if n.level is not None:
+            span[n.field].add(n.level)
+        for f, level in n.reads:
+            span[f].add(level)
+    for f, levels in span.items():
+        fb = adjoints[f]
+        if isinstance(fb, TimeFunction) and not is_saved(fb):
+            need = max(levels) - min(levels) + 1
+            if need > fb.time_order + 1:
+                raise AdjointError(f"The adjoint `{fb.name}` of `{f.name}` must hold {need} "
+                                   f"time levels at once but a buffered TimeFunction with "
+                                   f"time_order={fb.time_order} holds {fb.time_order + 1}; "
+                                   "use save=nt for both fields.")

@@ -1,0 +1,93 @@
+"""Stage 2: differentiate locally.
+
+For one statement ``y[p] = R(..., g[p + o], ...)`` compute the partial derivative
+``dR/dg[p + o]`` for every access of an active field. The partial is an expression at
+the primal point ``p``: it may read primal values (nonlinear right-hand sides) and
+parameters.
+
+``Max``/``Min`` differentiate to Heaviside steps. At a kink we take the one-sided
+derivative of the branch that is not strictly selected, i.e. ``H(0) = 0``:
+``d/du max(u, 0) = 1`` for ``u > 0`` and ``0`` for ``u <= 0``. ``Abs`` differentiates
+to ``sign`` with ``sign(0) = 0``.
+
+Examples
+--------
+>>> from devito import Grid, Function, Eq
+>>> from devito_perforad.access import analyse
+>>> grid = Grid(shape=(5,))
+>>> u, w = Function(name='u', grid=grid), Function(name='w', grid=grid)
+>>> (stmt,) = analyse([Eq(w, u * u.shift(grid.dimensions[0], grid.dimensions[0].spacing))])
+>>> sorted(str(d) for _, d in partials(stmt, {u}))
+['u(x)', 'u(x + h_x)']
+"""
+
+import sympy
+from devito.types.basic import AbstractFunction
+
+from .region import Select
+
+__all__ = ['partials', 'plain']
+
+
+def plain(expr):
+    """Rebuild a devito expression tree with plain SymPy operators.
+
+    Devito's ``Differentiable`` operators give ``diff`` a finite-difference meaning;
+    symbolic differentiation needs SymPy's. Field applications are kept as they are.
+    Floats are re-read from the decimal text Devito prints into the primal's C code,
+    so that the adjoint multiplies by exactly the weights the primal uses.
+    """
+    if isinstance(expr, sympy.Float):
+        return sympy.Float(str(expr), 17)
+    if isinstance(expr, AbstractFunction) or not expr.args or expr.is_Atom:
+        return expr
+    args = [plain(a) for a in expr.args]
+    for kind in (sympy.Add, sympy.Mul, sympy.Pow):
+        if isinstance(expr, kind):
+            return kind(*args)
+    func = getattr(type(expr), '__sympy_class__', None) or expr.func
+    return func(*args)
+
+
+def _subgradients(expr):
+    """Replace the distributions SymPy produces by C-printable subgradients."""
+    def heaviside(arg, *_):
+        return Select(sympy.Gt(arg, 0), sympy.S.One, sympy.S.Zero)
+
+    def sign(arg):
+        return (Select(sympy.Gt(arg, 0), sympy.S.One, sympy.S.Zero)
+                - Select(sympy.Lt(arg, 0), sympy.S.One, sympy.S.Zero))
+
+    return expr.replace(sympy.DiracDelta, lambda *a: sympy.S.Zero) \
+               .replace(sympy.Heaviside, heaviside) \
+               .replace(sympy.sign, sign)
+
+
+def partials(statement, active):
+    """Partial derivatives of ``statement``'s right-hand side w.r.t. its active reads.
+
+    Parameters
+    ----------
+    statement : Statement
+    active : container of fields
+        Fields whose accesses are differentiated; all others are constants.
+
+    Returns
+    -------
+    list of (Access, sympy.Expr)
+        One entry per active access with a non-zero partial, evaluated at the primal
+        point.
+    """
+    reads = [a for a in statement.reads if a.field in active]
+    if not reads:
+        return []
+    symbols = {a.expr: sympy.Dummy(f'{a.field.name}', real=True) for a in reads}
+    back = {s: e for e, s in symbols.items()}
+    rhs = plain(statement.rhs).xreplace(symbols)
+    out = []
+    for a in reads:
+        d = sympy.diff(rhs, symbols[a.expr])
+        d = _subgradients(d).xreplace(back)
+        if d != 0:
+            out.append((a, d))
+    return out

@@ -1,0 +1,88 @@
+"""Adjoint fields: create them, and check the map from primal to adjoint fields."""
+
+from devito import Function, TimeFunction
+from devito.types import SparseFunction
+
+from .errors import AdjointError
+
+__all__ = ['adjoint_function', 'check_adjoints', 'is_saved']
+
+
+def is_saved(f):
+    """Whether the TimeFunction ``f`` stores every time level (``save=nt``)."""
+    return getattr(f, 'save', None) is not None
+
+
+def adjoint_function(f, name=None):
+    """A zero-initialised adjoint field matching the primal field ``f``.
+
+    Same kind, grid, space order, time order, saved levels, staggering and dtype.
+
+    Examples
+    --------
+    >>> from devito import Grid, TimeFunction
+    >>> u = TimeFunction(name='u', grid=Grid(shape=(4, 4)), space_order=4)
+    >>> ub = adjoint_function(u)
+    >>> ub.name, ub.space_order, ub.time_order, ub.shape == u.shape
+    ('u_b', 4, 1, True)
+    """
+    kwargs = dict(name=name or f'{f.name}_b', grid=f.grid, space_order=f.space_order,
+                  dtype=f.dtype, staggered=f.staggered)
+    if isinstance(f, TimeFunction):
+        return TimeFunction(time_order=f.time_order, save=f.save, **kwargs)
+    if isinstance(f, Function):
+        return Function(**kwargs)
+    raise AdjointError(f"`{f.name}` is a {type(f).__name__}; adjoint_function makes "
+                       "adjoints of Function and TimeFunction.")
+
+
+def _kind(f):
+    if isinstance(f, SparseFunction):
+        return 'SparseFunction'
+    if isinstance(f, TimeFunction):
+        return 'TimeFunction'
+    if isinstance(f, Function):
+        return 'Function'
+    return type(f).__name__
+
+
+def check_adjoints(adjoints):
+    """Check that each adjoint matches its primal field; return a plain dict.
+
+    Raises
+    ------
+    AdjointError
+        If an adjoint is of another kind, grid, shape, time order or storage than its
+        primal field.
+    """
+    out = {}
+    for f, fb in dict(adjoints).items():
+        where = f"adjoint `{getattr(fb, 'name', fb)}` of field `{getattr(f, 'name', f)}`"
+        if _kind(f) not in ('Function', 'TimeFunction'):
+            raise AdjointError(f"{where}: `{f}` is a {_kind(f)}; only Function and "
+                               "TimeFunction fields can be differentiated by this "
+                               "version of devito-perforad.")
+        if _kind(fb) != _kind(f):
+            raise AdjointError(f"{where}: the adjoint is a {_kind(fb)} but the primal is "
+                               f"a {_kind(f)}; use devito_perforad.adjoint_function.")
+        if fb is f or fb.name == f.name:
+            raise AdjointError(f"{where}: the adjoint must be a distinct field.")
+        if fb.grid is not f.grid:
+            raise AdjointError(f"{where}: the adjoint lives on another grid.")
+        if fb.shape != f.shape:
+            raise AdjointError(f"{where}: shape {fb.shape} differs from the primal's "
+                               f"{f.shape}.")
+        if fb.dimensions != f.dimensions:
+            raise AdjointError(f"{where}: dimensions {fb.dimensions} differ from the "
+                               f"primal's {f.dimensions}.")
+        if isinstance(f, TimeFunction):
+            if fb.time_order != f.time_order:
+                raise AdjointError(f"{where}: time_order {fb.time_order} differs from the "
+                                   f"primal's {f.time_order}.")
+            if is_saved(fb) != is_saved(f):
+                raise AdjointError(f"{where}: one is saved (save=nt) and the other is "
+                                   "buffered; both must store time the same way.")
+        if fb.staggered != f.staggered:
+            raise AdjointError(f"{where}: staggering differs from the primal's.")
+        out[f] = fb
+    return out

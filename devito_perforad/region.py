@@ -1,0 +1,147 @@
+"""Stage 4: restrict to valid regions.
+
+A gathered term ``D(q - o) * yb(q - o)`` stands for a contribution the primal made
+from point ``p = q - o``. It is valid only if the primal actually ran at ``p``: inside
+the domain (not in the halo), inside the SubDomain the primal equation ran on, and,
+in time, at a step inside ``[time_m, time_M]``.
+
+The mechanism is a *guard per term*: a term whose source point can fall outside the
+primal's iteration space is wrapped in a C ternary ``valid ? term : 0``. Terms whose
+source point always lies inside are left bare, so a stencil away from the boundary is
+exactly the primal's stencil. The ternary never evaluates the term where it is
+invalid, so a coefficient such as ``1/m`` is never computed from a zero halo
+(``inf*0 = NaN`` cannot happen). Conditions on the time counter are loop invariant in
+space and the C compiler hoists them.
+
+Examples
+--------
+>>> from devito import Grid
+>>> grid = Grid(shape=(8,))
+>>> x = grid.dimensions[0]
+>>> conditions = space_conditions(grid, None, (1,))
+>>> conditions
+[x + 1 <= x_M]
+"""
+
+import sympy
+from devito.symbolics import InlineIf
+
+__all__ = ['Select', 'space_conditions', 'time_conditions', 'guarded', 'subdomain_bounds']
+
+
+class Select(InlineIf):
+    """C ternary ``cond ? true_expr : false_expr`` that Devito's passes can rebuild.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> a = sympy.Symbol('a')
+    >>> Select(sympy.Gt(a, 0), a, sympy.S.Zero)
+    (a > 0) ? a : 0
+    """
+
+    def __new__(cls, cond, true_expr, false_expr, **kwargs):
+        obj = sympy.Expr.__new__(cls, cond, true_expr, false_expr)
+        obj._cond, obj._true_expr, obj._false_expr = cond, true_expr, false_expr
+        return obj
+
+    def _sympystr(self, printer):
+        return (f"(({printer._print(self.cond)}) ? {printer._print(self.true_expr)} : "
+                f"{printer._print(self.false_expr)})")
+
+    def _eval_derivative(self, s):
+        return Select(self.cond, sympy.diff(self.true_expr, s),
+                      sympy.diff(self.false_expr, s))
+
+
+def subdomain_bounds(grid, subdomain):
+    """Per space dimension, the ``(lo, hi)`` index bounds of a primal's region.
+
+    ``None`` for a bound that coincides with the domain's own bound.
+    """
+    dims = grid.dimensions
+    if subdomain is None or getattr(subdomain, 'name', None) == 'domain':
+        return {d: (None, None) for d in dims}
+    spec = subdomain.define(dims)
+    bounds = {}
+    for d in dims:
+        v = spec.get(d, d)
+        if v is d:
+            bounds[d] = (None, None)
+        elif v[0] == 'middle':
+            bounds[d] = (d.symbolic_min + v[1] if v[1] else None,
+                         d.symbolic_max - v[2] if v[2] else None)
+        elif v[0] == 'left':
+            bounds[d] = (None, d.symbolic_min + v[1] - 1)
+        elif v[0] == 'right':
+            bounds[d] = (d.symbolic_max - v[1] + 1, None)
+        else:  # pragma: no cover - devito validates SubDomain.define itself
+            raise ValueError(f"Unknown SubDomain spec {v} for {d}")
+    return bounds
+
+
+def space_conditions(grid, subdomain, shift):
+    """Conditions for the primal point ``q + shift`` to lie in the primal's region.
+
+    Conditions that always hold for ``q`` inside the domain are dropped.
+    """
+    conditions = []
+    for d, k in zip(grid.dimensions, shift, strict=True):
+        lo, hi = subdomain_bounds(grid, subdomain)[d]
+        p = d + k
+        if lo is not None:
+            conditions.append(sympy.Ge(p, lo))
+        elif k < 0:
+            conditions.append(sympy.Ge(p, d.symbolic_min))
+        if hi is not None:
+            conditions.append(sympy.Le(p, hi))
+        elif k > 0:
+            conditions.append(sympy.Le(p, d.symbolic_max))
+    return conditions
+
+
+def time_conditions(time, step, guard=None):
+    """Conditions for the primal step ``time + step`` to lie in ``[time_m, time_M]``.
+
+    Parameters
+    ----------
+    time : devito.TimeDimension
+        The loop counter.
+    step : int
+        Primal step relative to the counter.
+    guard : {None, 'top', 'bottom'}
+        ``'top'``: the statement runs only at ``time == time_M``; ``'bottom'``: only
+        at ``time == time_m``; ``None``: at every counter in ``[time_m, time_M]``.
+
+    Returns
+    -------
+    list of sympy.Relational, or None if the step is never valid.
+    """
+    conditions = []
+    if step > 0:
+        if guard == 'top':
+            return None
+        conditions.append(sympy.Le(time + step, time.symbolic_max))
+    if step < 0:
+        if guard == 'bottom':
+            return None
+        conditions.append(sympy.Ge(time + step, time.symbolic_min))
+    return conditions
+
+
+def guarded(terms):
+    """Sum ``(conditions, expr)`` pairs, wrapping each group in one ternary.
+
+    Terms sharing the same conditions share one ``Select``.
+    """
+    groups = {}
+    for conditions, expr in terms:
+        key = tuple(sorted(set(conditions), key=str))
+        groups[key] = groups.get(key, sympy.S.Zero) + expr
+    total = sympy.S.Zero
+    for key, expr in groups.items():
+        if key:
+            total += Select(sympy.And(*key), expr, sympy.S.Zero)
+        else:
+            total += expr
+    return total
