@@ -27,7 +27,7 @@ from devito.types.basic import AbstractFunction
 
 from .errors import AdjointError, located
 
-__all__ = ['Access', 'Statement', 'analyse', 'access_of', 'at_offsets']
+__all__ = ['Access', 'Statement', 'analyse', 'access_of', 'space_offsets', 'at_offsets']
 
 
 @dataclass(frozen=True)
@@ -116,14 +116,20 @@ def access_of(expr, eq=None):
     (None, (-1, 0))
     """
     field = expr.function
-    time, space = None, []
+    where = eq if eq is not None else expr
+    time = None
     for arg, dim in zip(expr.args, field.dimensions, strict=True):
-        k = _offset(eq if eq is not None else expr, expr, arg, dim)
         if dim.is_Time:
-            time = k
-        else:
-            space.append(k)
-    return Access(expr, field, time, tuple(space))
+            time = _offset(where, expr, arg, dim)
+    return Access(expr, field, time, space_offsets(expr, eq))
+
+
+def space_offsets(expr, eq=None):
+    """Offsets of a function application along its field's space dimensions."""
+    where = eq if eq is not None else expr
+    return tuple(_offset(where, expr, arg, dim)
+                 for arg, dim in zip(expr.args, expr.function.dimensions, strict=True)
+                 if not dim.is_Time)
 
 
 def at_offsets(field, time=None, space=None):

@@ -11,7 +11,8 @@ the gathered terms of all statements that read it into one stencil update:
   that read that level. ``w`` is the lowest level the primal reads, so the adjoint of
   ``u[t+1] = 2u[t] - u[t-1] + L(u[t])`` is the familiar
   ``ub[t-1] = ub[t-1] + 2ub[t] + L^T(ub[t]) - ub[t+1]``. The levels above ``t + w``
-  that only the last primal step reads are gathered once, at ``time == time_M``.
+  that only the last primal steps read are gathered once, before the loop, by
+  equations pinned at ``time_M``; levels below, if any, after it at ``time_m``.
   Time-invariant parameters accumulate ``mb += sum_o D(q - o) * yb(q - o)`` at every
   counter: a reduction over time only, one point per thread, so no races.
 
@@ -26,15 +27,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field as dataclass_field
 
 import sympy
-from devito import ConditionalDimension, Eq, Operator, TimeFunction
-from devito.symbolics import CondEq, retrieve_functions
+from devito import Eq, Operator, TimeFunction
+from devito.symbolics import retrieve_functions
 
-from .access import access_of, analyse, at_offsets
+from .access import analyse, at_offsets, space_offsets
 from .differentiate import partials
 from .errors import AdjointError, located
 from .fields import check_adjoints, is_saved
 from .region import Select, guarded, space_conditions, time_conditions
-from .reverse import reverse
+from .reverse import pin, reverse
 
 __all__ = ['adjoint', 'AdjointOperator']
 
@@ -108,9 +109,8 @@ def check_halos(eqs):
         for app in retrieve_functions([eq.lhs, eq.rhs], mode='unique'):
             if not hasattr(app.function, '_size_halo'):
                 continue
-            a = access_of(app, eq)
             dims = [d for d in app.function.dimensions if not d.is_Time]
-            for d, k in zip(dims, a.space, strict=True):
+            for d, k in zip(dims, space_offsets(app, eq), strict=True):
                 left, right = app.function._size_halo[d]
                 if -k > left or k > right:
                     raise located(eq, app.function,
@@ -309,17 +309,16 @@ def _time_adjoint(program, adjoints):
                 node.terms.append((conditions, term.expr))
                 node.reads.add((stmt.write.field, term.step + stmt.write.time))
 
-    top = ConditionalDimension('top', parent=time, condition=CondEq(time, time.symbolic_max))
-    bottom = ConditionalDimension('bottom', parent=time,
-                                  condition=CondEq(time, time.symbolic_min))
     top_levels = _top_written_levels(program)
+    pins = {'top': time.symbolic_max, 'bottom': time.symbolic_min}
     eqs = []
     for node in _schedule(nodes):
         gb = adjoints[node.field]
         own = at_offsets(gb, time=node.level)
-        keep = _seed_mask(node, gb, own, time, top_levels)
-        implicit = {'top': (top,), 'bottom': (bottom,)}.get(node.guard, ())
-        eqs.append(Eq(own, keep + guarded(node.terms), implicit_dims=implicit))
+        eq = Eq(own, _seed_mask(node, gb, own, time, top_levels) + guarded(node.terms))
+        if node.guard is not None:
+            eq = Eq(pin(eq.lhs, time, pins[node.guard]), pin(eq.rhs, time, pins[node.guard]))
+        eqs.append(eq)
     _check_buffers(nodes, adjoints)
     return eqs
 
@@ -347,11 +346,7 @@ def _seed_mask(node, gb, own, time, top_levels):
     first = top_levels[f] - nb - node.level + 1      # valid iff time >= time_M + first
     if node.guard == 'top':
         return own if first <= 0 else sympy.S.Zero
-    if first <= 0 and node.guard is None:
-        cond = sympy.Ge(time, time.symbolic_max + first)
-    else:
-        cond = sympy.Ge(time, time.symbolic_max + first)
-    return Select(cond, own, sympy.S.Zero)
+    return Select(sympy.Ge(time, time.symbolic_max + first), own, sympy.S.Zero)
 
 
 def _schedule(nodes):

@@ -81,7 +81,9 @@ def partials(statement, active):
     reads = [a for a in statement.reads if a.field in active]
     if not reads:
         return []
-    symbols = {a.expr: sympy.Dummy(f'{a.field.name}', real=True) for a in reads}
+    # Every field access becomes a plain symbol: devito fields define their own
+    # (finite-difference) derivatives, which symbolic differentiation must not call.
+    symbols = {a.expr: sympy.Dummy(f'{a.field.name}', real=True) for a in statement.reads}
     back = {s: e for e, s in symbols.items()}
     rhs = plain(statement.rhs).xreplace(symbols)
     out = []

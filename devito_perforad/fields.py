@@ -49,6 +49,10 @@ def _kind(f):
 def check_adjoints(adjoints):
     """Check that each adjoint matches its primal field; return a plain dict.
 
+    A saved primal TimeFunction (``save=nt``) may have a buffered adjoint: the usual
+    set-up for gradients, where the forward wavefield is stored and the adjoint
+    wavefield is not.
+
     Raises
     ------
     AdjointError
@@ -69,19 +73,25 @@ def check_adjoints(adjoints):
             raise AdjointError(f"{where}: the adjoint must be a distinct field.")
         if fb.grid is not f.grid:
             raise AdjointError(f"{where}: the adjoint lives on another grid.")
-        if fb.shape != f.shape:
-            raise AdjointError(f"{where}: shape {fb.shape} differs from the primal's "
-                               f"{f.shape}.")
-        if fb.dimensions != f.dimensions:
-            raise AdjointError(f"{where}: dimensions {fb.dimensions} differ from the "
-                               f"primal's {f.dimensions}.")
-        if isinstance(f, TimeFunction):
+        timed = isinstance(f, TimeFunction)
+        if timed:
             if fb.time_order != f.time_order:
                 raise AdjointError(f"{where}: time_order {fb.time_order} differs from the "
                                    f"primal's {f.time_order}.")
-            if is_saved(fb) != is_saved(f):
-                raise AdjointError(f"{where}: one is saved (save=nt) and the other is "
-                                   "buffered; both must store time the same way.")
+            if is_saved(fb) and not is_saved(f):
+                raise AdjointError(f"{where}: the adjoint is saved (save=nt) but the "
+                                   "primal is buffered; a buffered primal needs a buffered "
+                                   "adjoint.")
+        same_storage = not timed or is_saved(fb) == is_saved(f)
+        shape, primal_shape = (fb.shape, f.shape) if same_storage else (fb.shape[1:],
+                                                                         f.shape[1:])
+        if shape != primal_shape:
+            raise AdjointError(f"{where}: shape {fb.shape} differs from the primal's "
+                               f"{f.shape}.")
+        if [d.is_Time for d in fb.dimensions] != [d.is_Time for d in f.dimensions] or \
+                fb.space_dimensions != f.space_dimensions:
+            raise AdjointError(f"{where}: dimensions {fb.dimensions} differ from the "
+                               f"primal's {f.dimensions}.")
         if fb.staggered != f.staggered:
             raise AdjointError(f"{where}: staggering differs from the primal's.")
         out[f] = fb

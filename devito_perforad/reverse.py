@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import sympy
 from devito.symbolics import retrieve_functions
 
-__all__ = ['Term', 'shift', 'reverse']
+__all__ = ['Term', 'shift', 'pin', 'reverse']
 
 
 def shift(expr, time=0, space=None):
@@ -51,6 +51,42 @@ def shift(expr, time=0, space=None):
     expr = expr.xreplace({d: d + moved(d) for d in expr.free_symbols
                           if getattr(d, 'is_Dimension', False) and moved(d)})
     return expr.xreplace({s: apps[app] for app, s in placeholders.items()})
+
+
+def pin(expr, time, value):
+    """Evaluate ``expr``, written relative to the loop counter ``time``, at the fixed
+    counter ``value`` (``time_M`` or ``time_m``).
+
+    Pinned equations have no time loop of their own: Devito runs them once, before or
+    after the time loop, in program order. Buffered fields get an explicit modulo.
+
+    Examples
+    --------
+    >>> from devito import Grid, TimeFunction
+    >>> grid = Grid(shape=(4,))
+    >>> time = grid.time_dim
+    >>> u = TimeFunction(name='u', grid=grid, save=5)
+    >>> v = TimeFunction(name='v', grid=grid)
+    >>> pin(u.forward + v.backward + time, time, time.symbolic_max)
+    time_M + u(time_M + 1, x) + v(Mod(time_M + 1, 2), x)
+    """
+    from .access import access_of
+    apps = {}
+    for app in retrieve_functions(expr, mode='unique'):
+        f = app.function
+        steps = [d for d in f.dimensions if d.is_Time]
+        if not steps:
+            continue
+        a = access_of(app)
+        index = value + a.time
+        if getattr(f, 'save', None) is None:
+            index = sympy.Mod(index, f.time_order + 1)
+        new = f.subs(steps[0], index)
+        for d, k in zip(f.space_dimensions, a.space, strict=True):
+            if k:
+                new = new.shift(d, k * d.spacing)
+        apps[app] = new
+    return expr.xreplace(apps).xreplace({time: value})
 
 
 @dataclass(frozen=True)

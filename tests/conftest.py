@@ -1,0 +1,127 @@
+"""Shared fixtures: grids, fields, and the dot and finite-difference tests."""
+
+import numpy as np
+import pytest
+from devito import Function, Grid, Operator, TimeFunction, configuration
+
+from devito_perforad import AdjointOperator
+
+configuration['log-level'] = 'ERROR'
+
+DTYPE = np.float64
+
+
+def make_grid(ndim, so=2, n=None):
+    """A float64 grid with unit spacing, large enough for space order ``so``."""
+    if n is None:
+        n = max(9, 2 * so + 3) if ndim < 3 else max(8, so + 5)
+    return Grid(shape=(n,) * ndim, extent=(float(n - 1),) * ndim, dtype=DTYPE)
+
+
+def positive(f, rng, lo=1.0):
+    """Fill ``f`` with values in ``[lo, lo + 1)``; its halo stays zero."""
+    f.data[:] = lo + rng.random(f.data.shape)
+    return f
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=[1, 2, 3], ids=['1d', '2d', '3d'])
+def ndim(request):
+    return request.param
+
+
+def _run(op, apply):
+    op.apply(**(apply or {}))
+
+
+def dot_test(primal, adjoints, inputs, apply=None, rng=None, seeds=None, **op_kwargs):
+    """Relative error of ``<F x, y> - <x, F^T y>`` for a program linear in ``adjoints``.
+
+    Parameters
+    ----------
+    primal : list of Eq
+    adjoints : dict
+        Primal field -> adjoint field; the program must be linear in these fields.
+    inputs : dict
+        Primal field -> index (slice, mask) of the entries that are inputs, i.e. not
+        overwritten by the primal. ``x`` is random there and zero elsewhere.
+    seeds : dict, optional
+        Primal field -> index of the entries that carry a random seed ``y``
+        (default: all entries).
+    """
+    rng = rng or np.random.default_rng(0)
+    op = Operator(primal, **op_kwargs)
+    aop = AdjointOperator(primal, adjoints, **op_kwargs)
+    x = {}
+    for f in adjoints:
+        x[f] = np.zeros(f.data.shape, dtype=DTYPE)
+        if f in inputs:
+            x[f][inputs[f]] = rng.standard_normal(x[f][inputs[f]].shape)
+        f.data[:] = x[f]
+    _run(op, apply)
+    y = {}
+    for f, fb in adjoints.items():
+        y[f] = np.zeros(fb.data.shape, dtype=DTYPE)
+        index = (seeds or {}).get(f, slice(None))
+        y[f][index] = rng.standard_normal(y[f][index].shape)
+        fb.data[:] = y[f]
+    forward = sum(np.vdot(f.data, y[f]) for f in adjoints)
+    _run(aop, apply)
+    for fb in adjoints.values():
+        assert np.all(np.isfinite(fb.data)), f"non-finite values in {fb.name}"
+    backward = sum(np.vdot(x[f], fb.data) for f, fb in adjoints.items())
+    return abs(forward - backward) / max(abs(forward), abs(backward))
+
+
+def fd_test(primal, adjoints, inputs, apply=None, rng=None, h=1e-6, **op_kwargs):
+    """Relative error between the adjoint and central differences along a direction.
+
+    ``J(x) = sum_f <F(x)_f, y_f>`` for random ``y``; the adjoint gives
+    ``<dJ/dx, dx>``, compared with ``(J(x + h dx) - J(x - h dx)) / 2h``.
+    """
+    rng = rng or np.random.default_rng(0)
+    op = Operator(primal, **op_kwargs)
+    aop = AdjointOperator(primal, adjoints, **op_kwargs)
+    x, dx = {}, {}
+    for f in adjoints:
+        x[f] = np.zeros(f.data.shape, dtype=DTYPE)
+        dx[f] = np.zeros(f.data.shape, dtype=DTYPE)
+        if f in inputs:
+            shape = x[f][inputs[f]].shape
+            x[f][inputs[f]] = rng.standard_normal(shape)
+            dx[f][inputs[f]] = rng.standard_normal(shape)
+    y = {f: rng.standard_normal(fb.data.shape) for f, fb in adjoints.items()}
+
+    def objective(step):
+        for f in adjoints:
+            f.data[:] = x[f] + step * dx[f]
+        _run(op, apply)
+        return sum(np.vdot(f.data, y[f]) for f in adjoints)
+
+    fd = (objective(h) - objective(-h)) / (2 * h)
+    objective(0.0)  # primal fields now hold the trajectory at x
+    for f, fb in adjoints.items():
+        fb.data[:] = y[f]
+    _run(aop, apply)
+    ad = sum(np.vdot(dx[f], fb.data) for f, fb in adjoints.items() if f in inputs)
+    return abs(fd - ad) / abs(ad)
+
+
+def time_inputs(u, time_m, time_M):
+    """Entries of a TimeFunction that a loop over ``[time_m, time_M]`` writing
+    ``u.forward`` does not overwrite."""
+    if u.save is not None:
+        levels = np.ones(u.data.shape[0], dtype=bool)
+        levels[time_m + 1:time_M + 2] = False
+    else:
+        levels = np.ones(u.time_order + 1, dtype=bool)
+        levels[(time_m + 1) % (u.time_order + 1)] = False
+    return levels
+
+
+__all__ = ['make_grid', 'positive', 'dot_test', 'fd_test', 'time_inputs', 'DTYPE',
+           'Function', 'TimeFunction']
