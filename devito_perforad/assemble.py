@@ -106,18 +106,21 @@ def check_halos(eqs):
     Devito would otherwise shrink the loop bounds and silently skip points.
     """
     for eq in eqs:
+        reach = defaultdict(int)
         for app in retrieve_functions([eq.lhs, eq.rhs], mode='unique'):
-            if not hasattr(app.function, '_size_halo'):
+            f = app.function
+            if not hasattr(f, '_size_halo'):
                 continue
-            dims = [d for d in app.function.dimensions if not d.is_Time]
+            dims = [d for d in f.dimensions if not d.is_Time]
             for d, k in zip(dims, space_offsets(app, eq), strict=True):
-                left, right = app.function._size_halo[d]
+                left, right = f._size_halo[d]
                 if -k > left or k > right:
-                    raise located(eq, app.function,
-                                  f"`{app}` reaches {abs(k)} points along `{d}` but the "
-                                  f"halo holds {left if k < 0 else right}; Devito would "
-                                  "silently shrink the loop. Give the field a space_order "
-                                  f"of at least {abs(k)}.")
+                    reach[(f, d)] = max(reach[(f, d)], abs(k))
+        for (f, d), k in reach.items():
+            raise located(eq, f, f"`{f.name}` is read {k} points away along `{d}` but "
+                                 f"its halo holds {min(f._size_halo[d])}; Devito would "
+                                 "silently shrink the loop. Give the field a space_order "
+                                 f"of at least {k}.")
 
 
 def _writers(program):
@@ -324,10 +327,12 @@ def _time_adjoint(program, adjoints):
 
 
 def _top_written_levels(program):
+    """Per field, the highest level an Eq assigns, and the region it assigns it on."""
     top = {}
     for s in program:
         if s.write.time is not None and not s.increment:
-            top[s.write.field] = max(top.get(s.write.field, s.write.time), s.write.time)
+            if s.write.field not in top or s.write.time > top[s.write.field][0]:
+                top[s.write.field] = (s.write.time, s.subdomain)
     return top
 
 
@@ -336,17 +341,29 @@ def _seed_mask(node, gb, own, time, top_levels):
 
     In a buffered field the slot of level ``L`` also holds ``L + nb``, ``L + 2nb``...
     If the primal wrote a later level into that slot, what sits there now is the
-    adjoint of that later level, not a seed of ``L``: it must not be added.
+    adjoint of that later level, not a seed of ``L``: it must not be added. Outside
+    the SubDomain the primal assigned on, the slot was never overwritten: every level
+    aliasing it is the same value, so the seed is always kept there.
     """
     f = node.field
     if node.level is None or is_saved(gb) or f not in top_levels:
         return own
+    level, subdomain = top_levels[f]
     nb = gb.time_order + 1
-    # seed valid iff  time + level + nb > time_M + top written level
-    first = top_levels[f] - nb - node.level + 1      # valid iff time >= time_M + first
+    # seed valid iff  time + node.level + nb > time_M + level
+    first = level - nb - node.level + 1      # valid iff time >= time_M + first
     if node.guard == 'top':
-        return own if first <= 0 else sympy.S.Zero
-    return Select(sympy.Ge(time, time.symbolic_max + first), own, sympy.S.Zero)
+        valid = sympy.true if first <= 0 else sympy.false
+    else:
+        valid = sympy.Ge(time, time.symbolic_max + first)
+    inside = space_conditions(f.grid, subdomain, (0,) * f.grid.dim)
+    if inside:
+        valid = sympy.Or(valid, sympy.Not(sympy.And(*inside)))
+    if valid is sympy.true:
+        return own
+    if valid is sympy.false:
+        return sympy.S.Zero
+    return Select(valid, own, sympy.S.Zero)
 
 
 def _schedule(nodes):
