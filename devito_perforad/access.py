@@ -95,10 +95,10 @@ def _offset(eq, expr, arg, dim):
     k = sympy.nsimplify(sympy.expand((arg - dim) / step)) if arg.has(dim) else None
     if k is None or not k.is_Integer:
         raise located(eq, expr.function,
-                      f"index `{arg}` of dimension `{dim}` in `{expr}` is not `{dim}` plus "
-                      "a whole number of grid spacings. Only affine accesses with integer "
-                      "offsets can be reversed (no indirect, non-affine, staggered or "
-                      "sub-dimension indexing).")
+                      f"index `{arg}` of dimension `{dim}` in `{expr}` is not "
+                      f"`{dim}` plus a whole number of grid spacings. Only affine "
+                      "accesses with integer offsets can be reversed (no indirect, "
+                      "non-affine, staggered or sub-dimension indexing).")
     return int(k)
 
 
@@ -167,8 +167,9 @@ def _statement(eq):
     evaluated = eq.evaluate
     lhs, rhs = evaluated.lhs, evaluated.rhs
     if retrieve_indexed(lhs) or retrieve_indexed(rhs):
-        raise AdjointError(f"In `{eq}`: indexed notation `u[...]` is not supported; write "
-                           "accesses as function applications (`u.forward`, `u.shift(...)`).")
+        raise AdjointError(f"In `{eq}`: indexed notation `u[...]` is not supported; "
+                           "write accesses as function applications (`u.forward`, "
+                           "`u.shift(...)`).")
     if not isinstance(getattr(lhs, 'function', None), AbstractFunction):
         raise AdjointError(f"In `{eq}`: the left-hand side `{lhs}` is not a field.")
     reads = []

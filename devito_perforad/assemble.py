@@ -24,7 +24,8 @@ and, on return, the adjoints of the primal's initial buffer.
 """
 
 from collections import defaultdict
-from dataclasses import dataclass, field as dataclass_field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import sympy
 from devito import Eq, Operator, TimeFunction
@@ -152,11 +153,13 @@ def check_program(program, adjoints):
                                          "Eq; use Inc for the later updates.")
         if (not eqs and w.time is not None and not is_saved(w.field)
                 and w.field in adjoints):
-            raise located(s.eq, w.field, f"level `{w.expr}` of a buffered TimeFunction is "
-                                         "only incremented, never assigned; its old value "
-                                         "is another time level. Assign it with Eq first.")
+            raise located(s.eq, w.field,
+                          f"level `{w.expr}` of a buffered TimeFunction is only "
+                          "incremented, never assigned; its old value is another time "
+                          "level. Assign it with Eq first.")
         if eqs and s.increment and eqs[0] > i:
-            raise located(s.eq, w.field, f"`{w.expr}` is incremented before it is assigned.")
+            raise located(s.eq, w.field,
+                          f"`{w.expr}` is incremented before it is assigned.")
         for a in s.reads:
             later = [j for j in writers.get((a.field, a.time), []) if j >= i]
             if later:
@@ -184,9 +187,10 @@ def check_program(program, adjoints):
             continue
         for a in s.reads:
             if a.field not in adjoints and a.field in varied and a.field in written:
-                raise located(s.eq, a.field, "this field depends on active fields and "
-                                             "the adjoint must propagate through it, but it "
-                                             "is missing from the adjoints map.")
+                raise located(s.eq, a.field,
+                              "this field depends on active fields and the adjoint must "
+                              "propagate through it, but it is missing from the adjoints "
+                              "map.")
 
 
 def _check_primal_values(stmt, partial, written):
@@ -234,13 +238,14 @@ class _Node:
 
     @property
     def rank(self):
-        return {'top': 0, None: 1 if self.level is not None else 2, 'bottom': 3}[self.guard]
+        ranks = {'top': 0, None: 1 if self.level is not None else 2, 'bottom': 3}
+        return ranks[self.guard]
 
 
 def _levels(program, adjoints, derivs):
     """Lowest and highest level each active TimeFunction is read at."""
     lo, hi = {}, {}
-    for stmt, ds in zip(program, derivs, strict=True):
+    for _stmt, ds in zip(program, derivs, strict=True):
         for a, _ in ds:
             if a.time is not None:
                 lo[a.field] = min(lo.get(a.field, a.time), a.time)
@@ -320,7 +325,8 @@ def _time_adjoint(program, adjoints):
         own = at_offsets(gb, time=node.level)
         eq = Eq(own, _seed_mask(node, gb, own, time, top_levels) + guarded(node.terms))
         if node.guard is not None:
-            eq = Eq(pin(eq.lhs, time, pins[node.guard]), pin(eq.rhs, time, pins[node.guard]))
+            pinned = pins[node.guard]
+            eq = Eq(pin(eq.lhs, time, pinned), pin(eq.rhs, time, pinned))
         eqs.append(eq)
     _check_buffers(nodes, adjoints)
     return eqs
@@ -407,7 +413,8 @@ def _check_buffers(nodes, adjoints):
         if isinstance(fb, TimeFunction) and not is_saved(fb):
             need = max(levels) - min(levels) + 1
             if need > fb.time_order + 1:
-                raise AdjointError(f"The adjoint `{fb.name}` of `{f.name}` must hold {need} "
-                                   f"time levels at once but a buffered TimeFunction with "
-                                   f"time_order={fb.time_order} holds {fb.time_order + 1}; "
-                                   "use save=nt for both fields.")
+                raise AdjointError(
+                    f"The adjoint `{fb.name}` of `{f.name}` must hold {need} "
+                    f"time levels at once but a buffered TimeFunction with "
+                    f"time_order={fb.time_order} holds {fb.time_order + 1}; "
+                    "use save=nt for both fields.")

@@ -16,7 +16,8 @@ Examples
 >>> from devito_perforad.access import analyse
 >>> grid = Grid(shape=(5,))
 >>> u, w = Function(name='u', grid=grid), Function(name='w', grid=grid)
->>> (stmt,) = analyse([Eq(w, u * u.shift(grid.dimensions[0], grid.dimensions[0].spacing))])
+>>> (stmt,) = analyse([Eq(w, u * u.shift(grid.dimensions[0],
+...                                      grid.dimensions[0].spacing))])
 >>> sorted(str(d) for _, d in partials(stmt, {u}))
 ['u(x)', 'u(x + h_x)']
 """

@@ -76,12 +76,12 @@ def check_adjoints(adjoints):
         timed = isinstance(f, TimeFunction)
         if timed:
             if fb.time_order != f.time_order:
-                raise AdjointError(f"{where}: time_order {fb.time_order} differs from the "
-                                   f"primal's {f.time_order}.")
+                raise AdjointError(f"{where}: time_order {fb.time_order} differs from "
+                                   f"the primal's {f.time_order}.")
             if is_saved(fb) and not is_saved(f):
                 raise AdjointError(f"{where}: the adjoint is saved (save=nt) but the "
-                                   "primal is buffered; a buffered primal needs a buffered "
-                                   "adjoint.")
+                                   "primal is buffered; a buffered primal needs a "
+                                   "buffered adjoint.")
         same_storage = not timed or is_saved(fb) == is_saved(f)
         shape, primal_shape = (fb.shape, f.shape) if same_storage else (fb.shape[1:],
                                                                          f.shape[1:])

@@ -24,9 +24,11 @@ Examples
 """
 
 import sympy
+from devito import SubDomain
 from devito.symbolics import InlineIf
 
-__all__ = ['Select', 'space_conditions', 'time_conditions', 'guarded', 'subdomain_bounds']
+__all__ = ['Select', 'space_conditions', 'time_conditions', 'guarded', 'subdomain_bounds',
+           'Box', 'domain_edge', 'split', 'unguarded']
 
 
 class Select(InlineIf):
@@ -145,3 +147,85 @@ def guarded(terms):
         else:
             total += expr
     return total
+
+
+# -- core and shell ---------------------------------------------------------------------
+
+class Box(SubDomain):
+    """A box of the grid: one ``define`` spec per dimension (``d``, ``('left', n)``,
+    ``('right', n)`` or ``('middle', l, r)``)."""
+
+    def __init__(self, name, spec, grid):
+        self.name = name
+        self.spec = tuple(spec)
+        super().__init__(grid=grid)
+
+    def define(self, dimensions):
+        return dict(zip(dimensions, self.spec, strict=True))
+
+
+def domain_edge(condition):
+    """``(dim, side, k)`` if ``condition`` only guards a domain edge, else ``None``.
+
+    ``x - 2 >= x_m`` is ``(x, 'left', 2)``: the term reaches two points past the left
+    edge of the domain. ``x + 1 <= x_M`` is ``(x, 'right', 1)``.
+    """
+    for d in condition.free_symbols:
+        if not getattr(d, 'is_Space', False):
+            continue
+        k = condition.lhs - d
+        if not k.is_Integer:
+            return None
+        if isinstance(condition, sympy.GreaterThan) and condition.rhs == d.symbolic_min:
+            return (d, 'left', -int(k))
+        if isinstance(condition, sympy.LessThan) and condition.rhs == d.symbolic_max:
+            return (d, 'right', int(k))
+    return None
+
+
+_boxes = {}
+
+
+def split(grid, terms):
+    """Split the domain so that the bulk runs without space guards.
+
+    Returns ``None`` when the guards cannot be dropped anywhere (a guard on a SubDomain
+    bound, or a domain too small), else ``(core, shells)``: the core is the box where
+    every domain-edge guard of ``terms`` holds, the shells are disjoint slabs covering
+    the rest (``2 * ndim`` at most, so the loop-nest count stays ``2 * ndim + 1``).
+    """
+    reach = {d: [0, 0] for d in grid.dimensions}
+    for conditions, _ in terms:
+        for c in conditions:
+            if any(getattr(s, 'is_Time', False) for s in c.free_symbols):
+                continue
+            edge = domain_edge(c)
+            if edge is None:
+                return None
+            d, side, k = edge
+            reach[d][side == 'right'] = max(reach[d][side == 'right'], k)
+    if not any(any(r) for r in reach.values()):
+        return None
+    if any(l + r >= n for (l, r), n in zip(reach.values(), grid.shape, strict=True)):
+        return None
+    key = (id(grid), tuple(tuple(r) for r in reach.values()))
+    if key not in _boxes:
+        dims = grid.dimensions
+        n = len(_boxes)
+        core = Box(f'core{n}', [('middle', *reach[d]) for d in dims], grid)
+        shells = []
+        for i, d in enumerate(dims):
+            inner = [('middle', *reach[e]) for e in dims[:i]]
+            outer = list(dims[i + 1:])
+            for side, k in zip(('left', 'right'), reach[d], strict=True):
+                if k:
+                    shells.append(Box(f'shell{n}{d.name}{side}',
+                                      inner + [(side, k)] + outer, grid))
+        _boxes[key] = (core, shells, grid)
+    return _boxes[key][:2]
+
+
+def unguarded(terms):
+    """``guarded(terms)`` with the domain-edge guards dropped (for the core)."""
+    return guarded([([c for c in conditions if domain_edge(c) is None], expr)
+                    for conditions, expr in terms])

@@ -111,15 +111,15 @@ def fd_test(primal, adjoints, inputs, apply=None, rng=None, h=1e-6, **op_kwargs)
     return abs(fd - ad) / abs(ad)
 
 
-def time_inputs(u, time_m, time_M):
-    """Entries of a TimeFunction that a loop over ``[time_m, time_M]`` writing
-    ``u.forward`` does not overwrite."""
+def time_inputs(u, first, last):
+    """Entries of a TimeFunction that a loop over ``[first, last]`` (``time_m``,
+    ``time_M``) writing ``u.forward`` does not overwrite."""
     if u.save is not None:
         levels = np.ones(u.data.shape[0], dtype=bool)
-        levels[time_m + 1:time_M + 2] = False
+        levels[first + 1:last + 2] = False
     else:
         levels = np.ones(u.time_order + 1, dtype=bool)
-        levels[(time_m + 1) % (u.time_order + 1)] = False
+        levels[(first + 1) % (u.time_order + 1)] = False
     return levels
 
 

@@ -6,7 +6,7 @@ import sympy
 from conftest import dot_test, fd_test, make_grid, positive, time_inputs
 from devito import Eq, Function, Inc, Operator, TimeFunction, left, right
 
-from devito_perforad import AdjointOperator, adjoint, adjoint_function
+from devito_perforad import AdjointError, AdjointOperator, adjoint, adjoint_function
 
 TOL = 1e-12
 
@@ -232,3 +232,46 @@ def test_adjoint_writes_own_point_only():
     for e in adjoint([eq], {u: adjoint_function(u), m: adjoint_function(m)}):
         assert all(arg == d for arg, d in zip(e.lhs.args, e.lhs.function.dimensions,
                                               strict=True) if not d.is_Time)
+
+
+# -- bad input: clear errors before anything runs --------------------------------------
+
+def test_buffered_primal_value_needed():
+    grid = make_grid(1, 2)
+    u = TimeFunction(name='u', grid=grid, space_order=2)  # buffered
+    primal = [Eq(u.forward, u - 0.1 * u * u.dx)]
+    with pytest.raises(AdjointError, match=r"field `u`.*buffered.*save=nt"):
+        adjoint(primal, {u: adjoint_function(u)})
+
+
+def test_missing_adjoint_of_intermediate():
+    grid = make_grid(1, 2)
+    u, w, q = (Function(name=n, grid=grid, space_order=2) for n in 'uwq')
+    primal = [Eq(w, u.dx), Eq(q, w.dx)]
+    with pytest.raises(AdjointError, match=r"In `Eq\(q.*field `w`.*missing from the adj"):
+        adjoint(primal, {u: adjoint_function(u), q: adjoint_function(q)})
+
+
+def test_in_place_update_is_refused():
+    grid = make_grid(1, 2)
+    u = Function(name='u', grid=grid, space_order=2)
+    with pytest.raises(AdjointError, match=r"field `u`.*in place"):
+        adjoint([Eq(u, 2 * u)], {u: adjoint_function(u)})
+
+
+def test_read_before_write_in_step_is_refused():
+    grid = make_grid(1, 2)
+    v = TimeFunction(name='v', grid=grid, space_order=2)
+    p = TimeFunction(name='p', grid=grid, space_order=2)
+    primal = [Eq(p.forward, p + v.forward.dx), Eq(v.forward, v + p.dx)]
+    with pytest.raises(AdjointError, match=r"field `v`.*before it is written"):
+        adjoint(primal, {v: adjoint_function(v), p: adjoint_function(p)})
+
+
+def test_function_written_in_time_loop_is_refused():
+    grid = make_grid(1, 2)
+    u = TimeFunction(name='u', grid=grid, space_order=2)
+    r = Function(name='r', grid=grid, space_order=2)
+    primal = [Eq(r, u.dx2), Eq(u.forward, u + r)]
+    with pytest.raises(AdjointError, match=r"field `r`.*TimeFunction"):
+        adjoint(primal, {u: adjoint_function(u), r: adjoint_function(r)})

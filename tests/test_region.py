@@ -22,7 +22,8 @@ class Box(SubDomain):
 
     def define(self, dimensions):
         return dict(zip(dimensions, [s if s is not None else d
-                                     for s, d in zip(self.spec, dimensions)]))
+                                     for s, d in zip(self.spec, dimensions, strict=True)],
+                        strict=True))
 
 
 def test_zero_halo_denominator_stays_finite(rng):

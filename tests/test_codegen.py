@@ -1,0 +1,84 @@
+"""Gather, checked: in the generated OpenMP code every adjoint field is written only at
+its own point, with no atomics and no array reductions, and every spatial loop nest is
+parallel."""
+
+import re
+
+import numpy as np
+import pytest
+from conftest import make_grid, positive
+from devito import Eq, Function, Inc, Operator, TimeFunction
+
+from devito_perforad import AdjointOperator, adjoint_function
+
+OPENMP = dict(opt=('advanced', {'openmp': True}))
+
+
+def _loops(code, dim):
+    """The outermost loop of every spatial loop nest (the block loop if blocked),
+    with the line just above it."""
+    lines = [ln.strip() for ln in str(code).splitlines() if ln.strip()]
+    return [(lines[i - 1], ln) for i, ln in enumerate(lines)
+            if re.match(rf'for \(int ({dim}|{dim}\d+_blk\d+) = (?!{dim}\d+_blk)', ln)]
+
+
+def _writes(code, f):
+    """Index lists of every C assignment to the array of field ``f``."""
+    pattern = rf'\b{f.name}((?:\[[^\]]*\])+)\s*\+?='
+    return [re.findall(r'\[([^\]]*)\]', m) for m in re.findall(pattern, code)]
+
+
+def assert_gather(op, grid, fields):
+    code = str(op.ccode)
+    assert 'omp atomic' not in code
+    assert 'reduction' not in code
+    for f in fields:
+        writes = _writes(code, f)
+        assert writes, f"{f.name} is never written"
+        for index in writes:
+            space = index[-len(f.space_dimensions):]
+            own = [f"{d.name} + {f._size_halo[d].left}" for d in f.space_dimensions]
+            assert space == own, f"{f.name} written at {space}, not its own point {own}"
+    outer = grid.dimensions[0].name
+    loops = _loops(code, outer)
+    assert loops, "no spatial loop found"
+    for pragma, loop in loops:
+        assert pragma.startswith('#pragma omp for'), f"serial loop: {loop}"
+
+
+@pytest.mark.parametrize('ndim', [2, 3])
+def test_wave_adjoint_and_gradient_are_gathers(ndim):
+    rng = np.random.default_rng(0)
+    grid = make_grid(ndim, 8)
+    u = TimeFunction(name='u', grid=grid, space_order=8, time_order=2, save=6)
+    m = positive(Function(name='m', grid=grid, space_order=8), rng)
+    damp = positive(Function(name='damp', grid=grid, space_order=8), rng)
+    primal = [Eq(u.forward,
+                 2 * u - u.backward + (u.laplace - damp * (u - u.backward)) / m)]
+    ub = TimeFunction(name='ub', grid=grid, space_order=8, time_order=2)
+    mb = adjoint_function(m)
+    op = AdjointOperator(primal, {u: ub, m: mb}, **OPENMP)
+    assert_gather(op, grid, [ub, mb])
+
+
+def test_multi_statement_adjoint_is_a_gather():
+    grid = make_grid(2, 4)
+    u, w, q = (Function(name=n, grid=grid, space_order=4) for n in 'uwq')
+    primal = [Eq(w, u.dx + u.dy2), Eq(q, w.laplace * u)]
+    adjoints = {f: adjoint_function(f) for f in (u, w, q)}
+    op = AdjointOperator(primal, adjoints, **OPENMP)
+    assert_gather(op, grid, [adjoints[u], adjoints[w]])  # q_b is only a seed
+
+
+def test_scatter_form_fails_the_check():
+    """Textbook reverse mode (Inc at offsets) is what the check is there to catch.
+
+    Devito keeps it race-free only by fission, one sweep per offset, each writing
+    a neighbour of its point.
+    """
+    grid = make_grid(2, 4)
+    x = grid.dimensions[0]
+    ub, wb = (Function(name=n, grid=grid, space_order=4) for n in ('ub', 'wb'))
+    scatter = [Inc(ub.shift(x, k * x.spacing), c * wb) for k, c in ((-1, 1.0), (1, -1.0))]
+    with pytest.raises(AssertionError, match="not its own point"):
+        assert_gather(Operator(scatter, **OPENMP), grid, [ub])
