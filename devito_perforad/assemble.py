@@ -35,7 +35,7 @@ from .access import analyse, at_offsets, space_offsets
 from .differentiate import partials
 from .errors import AdjointError, located
 from .fields import check_adjoints, is_saved
-from .region import Select, guarded, space_conditions, time_conditions
+from .region import Select, guarded, space_conditions, split, time_conditions, unguarded
 from .reverse import pin, reverse
 
 __all__ = ['adjoint', 'AdjointOperator']
@@ -65,8 +65,10 @@ def adjoint(expressions, adjoints):
     >>> grid = Grid(shape=(8,))
     >>> u, w = Function(name='u', grid=grid), Function(name='w', grid=grid)
     >>> ub, wb = adjoint_function(u), adjoint_function(w)
-    >>> adjoint([Eq(w, u.dx)], {u: ub, w: wb})
-    [Eq(u_b(x), u_b(x) + (((x - 1 >= x_m) ? w_b(x - h_x)/h_x : 0)) - w_b(x)/h_x)]
+    >>> for eq in adjoint([Eq(w, u.dx)], {u: ub, w: wb}):
+    ...     print(eq.subdomain.define(grid.dimensions)[grid.dimensions[0]], eq.lhs, eq.rhs)
+    ('middle', 1, 0) u_b(x) u_b(x) - w_b(x)/h_x + w_b(x - h_x)/h_x
+    ('left', 1) u_b(x) u_b(x) + (((x - 1 >= x_m) ? w_b(x - h_x)/h_x : 0)) - w_b(x)/h_x
     """
     adjoints = check_adjoints(adjoints)
     program = analyse(expressions)
@@ -220,8 +222,23 @@ def _spatial_adjoint(program, adjoints):
                 (space_conditions(grid, stmt.subdomain, term.shift), term.expr))
         for g, terms in by_target.items():
             gb = at_offsets(adjoints[g])
-            eqs.append(Eq(gb, gb + guarded(terms)))
+            eqs += _updates(gb, gb, terms, grid)
     return eqs
+
+
+def _updates(lhs, keep, terms, grid):
+    """One adjoint update as Devito equations.
+
+    Where every domain-edge guard holds (the core, i.e. nearly the whole grid) the
+    terms run bare, exactly the primal's stencil shape; the guarded version runs only
+    on thin shells along the edges.
+    """
+    pieces = split(grid, terms)
+    if pieces is None:
+        return [Eq(lhs, keep + guarded(terms))]
+    core, shells = pieces
+    return ([Eq(lhs, keep + unguarded(terms), subdomain=core)]
+            + [Eq(lhs, keep + guarded(terms), subdomain=shell) for shell in shells])
 
 
 # -- time loops -----------------------------------------------------------------------
@@ -313,8 +330,16 @@ def _time_adjoint(program, adjoints):
                 conditions = time_conditions(time, term.step, node.guard)
                 if conditions is None:
                     continue
+                expr = term.expr
+                if conditions and not _reads_primal_history(d):
+                    # A term from an out-of-range step only multiplies finite values
+                    # (time-invariant coefficients, adjoint seeds): a per-step 0/1
+                    # factor, hoisted out of the space loops, cancels it exactly.
+                    step = Select(sympy.And(*conditions), sympy.S.One, sympy.S.Zero)
+                    expr = step * expr
+                    conditions = []
                 conditions += space_conditions(grid, stmt.subdomain, term.shift)
-                node.terms.append((conditions, term.expr))
+                node.terms.append((conditions, expr))
                 node.reads.add((stmt.write.field, term.step + stmt.write.time))
 
     top_levels = _top_written_levels(program)
@@ -323,13 +348,21 @@ def _time_adjoint(program, adjoints):
     for node in _schedule(nodes):
         gb = adjoints[node.field]
         own = at_offsets(gb, time=node.level)
-        eq = Eq(own, _seed_mask(node, gb, own, time, top_levels) + guarded(node.terms))
-        if node.guard is not None:
+        keep = _seed_mask(node, gb, own, time, top_levels)
+        if node.guard is None:
+            eqs += _updates(own, keep, node.terms, grid)
+        else:  # runs once: no need to split
             pinned = pins[node.guard]
-            eq = Eq(pin(eq.lhs, time, pinned), pin(eq.rhs, time, pinned))
-        eqs.append(eq)
+            rhs = keep + guarded(node.terms)
+            eqs.append(Eq(pin(own, time, pinned), pin(rhs, time, pinned)))
     _check_buffers(nodes, adjoints)
     return eqs
+
+
+def _reads_primal_history(partial):
+    """Whether ``partial`` reads a time-varying primal field."""
+    return any(isinstance(app.function, TimeFunction)
+               for app in retrieve_functions(partial, mode='unique'))
 
 
 def _top_written_levels(program):
@@ -369,7 +402,8 @@ def _seed_mask(node, gb, own, time, top_levels):
         return own
     if valid is sympy.false:
         return sympy.S.Zero
-    return Select(valid, own, sympy.S.Zero)
+    # ``own`` is a finite adjoint value: a 0/1 factor is exact and keeps loops simple.
+    return Select(valid, sympy.S.One, sympy.S.Zero) * own
 
 
 def _schedule(nodes):

@@ -19,7 +19,7 @@ Examples
 >>> (stmt,) = analyse([Eq(w, u * u.shift(grid.dimensions[0],
 ...                                      grid.dimensions[0].spacing))])
 >>> sorted(str(d) for _, d in partials(stmt, {u}))
-['u(x)', 'u(x + h_x)']
+['u(x + h_x)', 'u(x)']
 """
 
 import sympy

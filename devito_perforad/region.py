@@ -206,7 +206,7 @@ def split(grid, terms):
             reach[d][side == 'right'] = max(reach[d][side == 'right'], k)
     if not any(any(r) for r in reach.values()):
         return None
-    if any(l + r >= n for (l, r), n in zip(reach.values(), grid.shape, strict=True)):
+    if any(lo + hi >= n for (lo, hi), n in zip(reach.values(), grid.shape, strict=True)):
         return None
     key = (id(grid), tuple(tuple(r) for r in reach.values()))
     if key not in _boxes:
