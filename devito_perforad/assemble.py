@@ -63,10 +63,11 @@ def adjoint(expressions, adjoints):
     >>> from devito import Grid, Function, Eq
     >>> from devito_perforad import adjoint, adjoint_function
     >>> grid = Grid(shape=(8,))
+    >>> x = grid.dimensions[0]
     >>> u, w = Function(name='u', grid=grid), Function(name='w', grid=grid)
     >>> ub, wb = adjoint_function(u), adjoint_function(w)
     >>> for eq in adjoint([Eq(w, u.dx)], {u: ub, w: wb}):
-    ...     print(eq.subdomain.define(grid.dimensions)[grid.dimensions[0]], eq.lhs, eq.rhs)
+    ...     print(eq.subdomain.define(grid.dimensions)[x], eq.lhs, eq.rhs)
     ('middle', 1, 0) u_b(x) u_b(x) - w_b(x)/h_x + w_b(x - h_x)/h_x
     ('left', 1) u_b(x) u_b(x) + (((x - 1 >= x_m) ? w_b(x - h_x)/h_x : 0)) - w_b(x)/h_x
     """
