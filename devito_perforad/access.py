@@ -172,15 +172,13 @@ def _statement(eq):
                            "`u.shift(...)`).")
     if not isinstance(getattr(lhs, 'function', None), AbstractFunction):
         raise AdjointError(f"In `{eq}`: the left-hand side `{lhs}` is not a field.")
-    reads = []
-    for expr in retrieve_functions(rhs, mode='unique'):
-        if isinstance(expr.function, SparseFunction) or isinstance(lhs.function,
-                                                                   SparseFunction):
-            raise located(eq, expr.function, "sparse functions are not supported by this "
-                                             "version of devito-perforad.")
-        if isinstance(expr, Dimension):
-            continue
-        reads.append(access_of(expr, eq))
+    apps = [e for e in retrieve_functions(rhs, mode='unique')
+            if not isinstance(e, Dimension)]
+    for f in [lhs.function] + [e.function for e in apps]:
+        if isinstance(f, SparseFunction):
+            raise located(eq, f, "sparse functions are not supported by this version of "
+                                 "devito-perforad.")
+    reads = [access_of(e, eq) for e in apps]
     reads.sort(key=lambda a: (a.field.name, a.level, a.space))
     return Statement(eq, access_of(lhs, eq), rhs, tuple(reads), isinstance(eq, Inc),
                      getattr(evaluated, 'subdomain', None))
