@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import sympy
 from devito import Eq, Inc
+from devito.operations.interpolators import Injection, Interpolation
 from devito.symbolics import retrieve_functions, retrieve_indexed
 from devito.types import Dimension, SparseFunction
 from devito.types.basic import AbstractFunction
@@ -75,6 +76,11 @@ class Statement:
         ``True`` for ``Inc`` (``lhs += rhs``), ``False`` for ``Eq``.
     subdomain : devito.SubDomain or None
         The region the primal equation iterates over; ``None`` is the whole domain.
+    kind : {'stencil', 'inject', 'interpolate'}
+        A dense equation, ``S.inject(field, expr)`` (``field += w * expr`` around each
+        point of ``S``) or ``S.interpolate(expr)`` (``S = sum w * expr``).
+    sparse : devito.SparseFunction or None
+        The sparse function whose points a sparse operation visits.
     """
 
     eq: Eq
@@ -83,6 +89,8 @@ class Statement:
     reads: tuple
     increment: bool
     subdomain: object
+    kind: str = 'stencil'
+    sparse: object = None
 
     @property
     def is_timed(self):
@@ -159,41 +167,79 @@ def _flatten(expressions):
         yield expressions
 
 
-def _statement(eq):
+def _evaluated(expr):
+    expr = sympy.sympify(expr)
+    return expr.evaluate if hasattr(expr, 'evaluate') else expr
+
+
+def _reads(eq, rhs):
+    apps = [e for e in retrieve_functions(rhs, mode='unique')
+            if not isinstance(e, Dimension)]
+    reads = [access_of(e, eq) for e in apps]
+    return tuple(sorted(reads, key=lambda a: (a.field.name, a.level, a.space)))
+
+
+def substitute(expr, subs):
+    """Apply ``Operator(subs=...)`` substitutions outside field accesses, as Devito's
+    lowering does, so that numbers fold exactly as in the compiled primal."""
+    if not subs:
+        return expr
+    apps = {a: sympy.Dummy() for a in retrieve_functions(expr, mode='unique')}
+    expr = sympy.sympify(expr).xreplace(apps).xreplace(dict(subs))
+    return expr.xreplace({d: a for a, d in apps.items()})
+
+
+def _sparse_statement(op, subs):
+    """``S.inject(field, expr)`` or ``S.interpolate(expr)``, analysed."""
+    sparse = op.interpolator.sfunction
+    if isinstance(op, Injection):
+        if isinstance(op.field, (tuple, list)) or isinstance(op.expr, (tuple, list)):
+            raise AdjointError(f"`{op}`: inject one expression into one field at a time.")
+        rhs = substitute(_evaluated(op.expr), subs)
+        return Statement(op, access_of(op.field, op), rhs, _reads(op, rhs), True, None,
+                         'inject', sparse)
+    if op.self_subs:
+        raise AdjointError(f"`{op}`: interpolation with self_subs is not supported.")
+    rhs = substitute(_evaluated(op.expr), subs)
+    return Statement(op, access_of(sparse, op), rhs, _reads(op, rhs), op.increment, None,
+                     'interpolate', sparse)
+
+
+def _statement(eq, subs):
+    if isinstance(eq, (Injection, Interpolation)):
+        return _sparse_statement(eq, subs)
     if not isinstance(eq, Eq):
-        raise AdjointError(
-            f"`{eq}` is a {type(eq).__name__}, not a devito Eq/Inc. Sparse injection and "
-            "interpolation are not supported by this version of devito-perforad.")
+        raise AdjointError(f"`{eq}` is a {type(eq).__name__}, not a devito Eq/Inc, "
+                           "injection or interpolation.")
     evaluated = eq.evaluate
-    lhs, rhs = evaluated.lhs, evaluated.rhs
+    lhs, rhs = evaluated.lhs, substitute(evaluated.rhs, subs)
     if retrieve_indexed(lhs) or retrieve_indexed(rhs):
         raise AdjointError(f"In `{eq}`: indexed notation `u[...]` is not supported; "
                            "write accesses as function applications (`u.forward`, "
                            "`u.shift(...)`).")
     if not isinstance(getattr(lhs, 'function', None), AbstractFunction):
         raise AdjointError(f"In `{eq}`: the left-hand side `{lhs}` is not a field.")
-    apps = [e for e in retrieve_functions(rhs, mode='unique')
-            if not isinstance(e, Dimension)]
-    for f in [lhs.function] + [e.function for e in apps]:
+    reads = _reads(eq, rhs)
+    for f in [lhs.function] + [a.field for a in reads]:
         if isinstance(f, SparseFunction):
-            raise located(eq, f, "sparse functions are not supported by this version of "
-                                 "devito-perforad.")
-    reads = [access_of(e, eq) for e in apps]
-    reads.sort(key=lambda a: (a.field.name, a.level, a.space))
-    return Statement(eq, access_of(lhs, eq), rhs, tuple(reads), isinstance(eq, Inc),
+            raise located(eq, f, "a sparse function inside a dense equation; use "
+                                 "S.inject(...) or S.interpolate(...).")
+    return Statement(eq, access_of(lhs, eq), rhs, reads, isinstance(eq, Inc),
                      getattr(evaluated, 'subdomain', None))
 
 
-def analyse(expressions):
+def analyse(expressions, subs=None):
     """Analyse the primal ``expressions`` (as passed to ``devito.Operator``).
 
     Parameters
     ----------
     expressions : Eq or Inc, or nested lists of them
+    subs : dict, optional
+        The ``subs`` the primal Operator is built with (e.g. ``model.spacing_map``).
 
     Returns
     -------
     list of Statement
         In program order.
     """
-    return [_statement(eq) for eq in _flatten(expressions)]
+    return [_statement(eq, subs) for eq in _flatten(expressions)]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
 import sympy
-from devito import Eq, Operator, TimeFunction
+from devito import Eq, Operator, SparseFunction, TimeFunction
 from devito.symbolics import retrieve_functions
 
 from .access import analyse, at_offsets, space_offsets
@@ -36,12 +36,12 @@ from .differentiate import partials
 from .errors import AdjointError, located
 from .fields import check_adjoints, is_saved
 from .region import Select, guarded, space_conditions, split, time_conditions, unguarded
-from .reverse import pin, reverse
+from .reverse import pin, reverse, shift
 
 __all__ = ['adjoint', 'AdjointOperator']
 
 
-def adjoint(expressions, adjoints):
+def adjoint(expressions, adjoints, subs=None):
     """Derive the exact discrete adjoint of ``expressions`` in gather form.
 
     Parameters
@@ -51,6 +51,10 @@ def adjoint(expressions, adjoints):
     adjoints : dict
         Maps each active primal Function/TimeFunction to its adjoint field (see
         :func:`devito_perforad.adjoint_function`). Fields not in the map are constants.
+    subs : dict, optional
+        The ``subs`` the primal Operator is built with (e.g. ``model.spacing_map``).
+        Devito folds numbers after substituting; passing the same ``subs`` makes the
+        adjoint use exactly the primal's compiled coefficients.
 
     Returns
     -------
@@ -72,8 +76,8 @@ def adjoint(expressions, adjoints):
     ('left', 1) u_b(x) u_b(x) + (((x - 1 >= x_m) ? w_b(x - h_x)/h_x : 0)) - w_b(x)/h_x
     """
     adjoints = check_adjoints(adjoints)
-    program = analyse(expressions)
-    check_halos([s.eq.evaluate for s in program])
+    program = analyse(expressions, subs)
+    check_halos([s.eq.evaluate for s in program if s.kind == 'stencil'])
     check_program(program, adjoints)
     if any(s.is_timed for s in program):
         eqs = _time_adjoint(program, adjoints)
@@ -99,7 +103,7 @@ def AdjointOperator(expressions, adjoints, **kwargs):  # noqa: N802 - mirrors Op
         ``language``, ...).
     """
     kwargs.setdefault('name', 'Adjoint')
-    return Operator(adjoint(expressions, adjoints), **kwargs)
+    return Operator(adjoint(expressions, adjoints, kwargs.get('subs')), **kwargs)
 
 
 # -- checks ---------------------------------------------------------------------------
@@ -110,6 +114,8 @@ def check_halos(eqs):
     Devito would otherwise shrink the loop bounds and silently skip points.
     """
     for eq in eqs:
+        if not isinstance(eq, Eq) or eq.implicit_dims:
+            continue  # sparse operations index through positions, not offsets
         reach = defaultdict(int)
         for app in retrieve_functions([eq.lhs, eq.rhs], mode='unique'):
             f = app.function
@@ -210,6 +216,10 @@ def _check_primal_values(stmt, partial, written):
 # -- time-free programs ---------------------------------------------------------------
 
 def _spatial_adjoint(program, adjoints):
+    for stmt in program:
+        if stmt.kind != 'stencil':
+            raise AdjointError(f"`{stmt.eq}`: sparse operations are supported inside "
+                               "time loops only.")
     eqs = []
     grid = program[0].write.field.grid
     for stmt in reversed(program):
@@ -253,6 +263,7 @@ class _Node:
     guard: str | None            # None, 'top' (time == time_M), 'bottom' (time == time_m)
     terms: list = dataclass_field(default_factory=list)
     reads: set = dataclass_field(default_factory=set)   # (field, level) of seeds read
+    sparse: list = dataclass_field(default_factory=list)  # (build, target, expr)
 
     @property
     def rank(self):
@@ -265,7 +276,7 @@ def _levels(program, adjoints, derivs):
     lo, hi = {}, {}
     for _stmt, ds in zip(program, derivs, strict=True):
         for a, _ in ds:
-            if a.time is not None:
+            if isinstance(a.field, TimeFunction):
                 lo[a.field] = min(lo.get(a.field, a.time), a.time)
                 hi[a.field] = max(hi.get(a.field, a.time), a.time)
     return lo, hi
@@ -286,7 +297,7 @@ def _solve_levels(program, derivs, lo, hi):
             if y not in w:
                 continue
             for a, _ in ds:
-                if a.time is None:
+                if a.field not in w:
                     continue
                 need = w[y] - stmt.write.time + a.time
                 if w[a.field] < need:
@@ -318,14 +329,21 @@ def _time_adjoint(program, adjoints):
         nodes.append(_Node(g, w[g], None))
         nodes += [_Node(g, w[g] + k, 'top') for k in range(1, hi[g] - w[g] + 1)]
         nodes += [_Node(g, w[g] - k, 'bottom') for k in range(1, w[g] - lo[g] + 1)]
-    params = {a.field for ds in derivs for a, _ in ds if a.time is None}
-    nodes += [_Node(m, None, None) for m in sorted(params, key=lambda f: f.name)]
+    params = {a.field for ds in derivs for a, _ in ds
+              if not isinstance(a.field, (TimeFunction, SparseFunction))}
+    sparse = {a.field for ds in derivs for a, _ in ds if isinstance(a.field, SparseFunction)}
+    nodes += [_Node(m, None, None) for m in sorted(params | sparse, key=lambda f: f.name)]
 
     for node in nodes:
         for stmt, ds in zip(active, derivs, strict=True):
             seed = at_offsets(adjoints[stmt.write.field], time=stmt.write.time)
             for a, d in ds:
                 if a.field is not node.field:
+                    continue
+                if stmt.kind == 'interpolate' and isinstance(a.field, TimeFunction):
+                    continue  # see _receivers
+                if stmt.kind != 'stencil':
+                    _sparse_contribution(node, stmt, a, d, seed, adjoints)
                     continue
                 term = reverse(stmt, a, d, seed, level=node.level)
                 conditions = time_conditions(time, term.step, node.guard)
@@ -343,20 +361,127 @@ def _time_adjoint(program, adjoints):
                 node.terms.append((conditions, expr))
                 node.reads.add((stmt.write.field, term.step + stmt.write.time))
 
+    orphans = _receivers(active, derivs, adjoints, w, nodes, time)
     top_levels = _top_written_levels(program)
     pins = {'top': time.symbolic_max, 'bottom': time.symbolic_min}
     eqs = []
     for node in _schedule(nodes):
+        if node.guard != 'top' and orphans:
+            eqs += _pinned_sparse(orphans, time, time.symbolic_max)
+            orphans = []
         gb = adjoints[node.field]
         own = at_offsets(gb, time=node.level)
-        keep = _seed_mask(node, gb, own, time, top_levels)
-        if node.guard is None:
-            eqs += _updates(own, keep, node.terms, grid)
-        else:  # runs once: no need to split
-            pinned = pins[node.guard]
-            rhs = keep + guarded(node.terms)
-            eqs.append(Eq(pin(own, time, pinned), pin(rhs, time, pinned)))
+        pinned = pins.get(node.guard)
+        if not isinstance(gb, SparseFunction):
+            keep = _seed_mask(node, gb, own, time, top_levels)
+            if node.guard is None:
+                eqs += _updates(own, keep, node.terms, grid)
+            else:  # runs once: no need to split
+                rhs = keep + guarded(node.terms)
+                eqs.append(Eq(pin(own, time, pinned), pin(rhs, time, pinned)))
+        if pinned is None:
+            eqs += [build(target, expr) for build, target, expr in node.sparse]
+        else:
+            eqs += _pinned_sparse(node.sparse, time, pinned)
     _check_buffers(nodes, adjoints)
+    return eqs
+
+
+def _sparse_contribution(node, stmt, access, partial, seed, adjoints):
+    """Transpose one read of a sparse operation: the pairs swap.
+
+    * ``S.inject(field=f, expr=E)``: ``Sb += interpolate(dE/dS * fb)`` and, for a
+      parameter ``h`` in ``E``, ``hb += S.inject(dE/dh * fb)``;
+    * ``S.interpolate(expr=E)``: ``gb += Sb.inject(dE/dg * Sb)`` for each field ``g`` in
+      ``E``, at the level the node writes.
+
+    Injections scatter to the few grid points around each sparse point and use atomics
+    there; the dense adjoint stencils stay gathers.
+    """
+    if any(access.space) and not isinstance(access.field, SparseFunction):
+        raise located(stmt.eq, access.field, "a sparse operation reads this field at a "
+                                             "shifted point; only unshifted reads of "
+                                             "dense fields are supported.")
+    if stmt.kind == 'inject':
+        if isinstance(access.field, TimeFunction) or (access.time or 0) != 0:
+            raise located(stmt.eq, access.field, "the injected expression may depend on "
+                                                 "time-invariant fields and on the sparse "
+                                                 "function at the current time only.")
+        expr = partial * seed
+        if isinstance(access.field, SparseFunction):
+            sb = adjoints[access.field]
+            node.sparse.append((lambda target, e, sb=sb: sb.interpolate(expr=e,
+                                                                       increment=True),
+                                None, expr))
+        else:
+            node.sparse.append((lambda target, e, s=stmt.sparse: s.inject(field=target,
+                                                                          expr=e),
+                                at_offsets(adjoints[access.field]), expr))
+        node.reads.add((stmt.write.field, stmt.write.time))
+        return
+    # interpolate: the seed is the adjoint of the sparse function itself; the step is
+    # the counter (see _receivers for time-dependent fields)
+    sb = adjoints[stmt.write.field]
+    node.sparse.append((lambda target, e, sb=sb: sb.inject(field=target, expr=e),
+                        at_offsets(adjoints[access.field]), partial * seed))
+
+
+def _receivers(program, derivs, adjoints, w, nodes, time):
+    """Adjoints of ``S.interpolate(expr)`` reading TimeFunctions: ``Sb.inject``.
+
+    Step ``t - c`` read ``g[t - c + s]``; its adjoint injects into the level the loop
+    gathers at counter ``t``, ``gb[t + w]``, right after that level is gathered
+    (``c = s - w``). The levels above ``t + w`` that only the last steps read get
+    their injections once, before the loop, pinned at ``time_M``.
+    """
+    main = {n.field: n for n in nodes if n.guard is None and n.level is not None}
+    top = {(n.field, n.level): n for n in nodes if n.guard == 'top'}
+    orphans = []
+    for stmt, ds in zip(program, derivs, strict=True):
+        if stmt.kind != 'interpolate':
+            continue
+        sb = adjoints[stmt.write.field]
+        seed = at_offsets(sb, time=stmt.write.time)
+        for a, d in ds:
+            if not isinstance(a.field, TimeFunction):
+                continue
+            g = a.field
+            if any(a.space) or a.time < w[g]:
+                raise located(stmt.eq, g, "an interpolation reads this field at a shifted "
+                                          "point or below the lowest level the stencils "
+                                          "read; this is not supported.")
+
+            def build(target, e, sb=sb):
+                return sb.inject(field=target, expr=e)
+
+            for level in range(w[g], a.time + 1):
+                step = level - a.time
+                expr = shift(d * seed, time=step)
+                if step:
+                    expr = Select(sympy.Ge(time + step, time.symbolic_min), expr,
+                                  sympy.S.Zero)
+                op = (build, at_offsets(adjoints[g], time=level), expr)
+                if level == w[g]:
+                    main[g].sparse.append(op)
+                elif (g, level) in top:
+                    top[(g, level)].sparse.append(op)
+                else:
+                    orphans.append(op)
+    return orphans
+
+
+def _pinned_sparse(ops, time, value):
+    return [eq for build, target, expr in ops
+            for eq in _untimed(build(pin(target, time, value), pin(expr, time, value)),
+                               time, value)]
+
+
+def _untimed(operation, time, value):
+    """A sparse operation pinned at ``time == value``, without a time loop of its own."""
+    eqs = []
+    for eq in operation.evaluate:
+        dims = tuple(d for d in eq.implicit_dims if d is not time)
+        eqs.append(eq.func(eq.lhs, eq.rhs, implicit_dims=dims))
     return eqs
 
 

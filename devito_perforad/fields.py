@@ -1,7 +1,7 @@
 """Adjoint fields: create them, and check the map from primal to adjoint fields."""
 
-from devito import Function, TimeFunction
-from devito.types import SparseFunction
+import numpy as np
+from devito import Function, SparseFunction, SparseTimeFunction, TimeFunction
 
 from .errors import AdjointError
 
@@ -26,6 +26,13 @@ def adjoint_function(f, name=None):
     >>> ub.name, ub.space_order, ub.time_order, ub.shape == u.shape
     ('u_b', 4, 1, True)
     """
+    if isinstance(f, SparseFunction):
+        kwargs = dict(name=name or f'{f.name}_b', grid=f.grid, npoint=f.npoint,
+                      coordinates=f.coordinates.data, dtype=f.dtype,
+                      interpolation=f.interpolation, r=f.r)
+        if isinstance(f, SparseTimeFunction):
+            return SparseTimeFunction(nt=f.nt, **kwargs)
+        return SparseFunction(**kwargs)
     kwargs = dict(name=name or f'{f.name}_b', grid=f.grid, space_order=f.space_order,
                   dtype=f.dtype, staggered=f.staggered)
     if isinstance(f, TimeFunction):
@@ -37,6 +44,8 @@ def adjoint_function(f, name=None):
 
 
 def _kind(f):
+    if isinstance(f, SparseTimeFunction):
+        return 'SparseTimeFunction'
     if isinstance(f, SparseFunction):
         return 'SparseFunction'
     if isinstance(f, TimeFunction):
@@ -62,10 +71,10 @@ def check_adjoints(adjoints):
     out = {}
     for f, fb in dict(adjoints).items():
         where = f"adjoint `{getattr(fb, 'name', fb)}` of field `{getattr(f, 'name', f)}`"
-        if _kind(f) not in ('Function', 'TimeFunction'):
-            raise AdjointError(f"{where}: `{f}` is a {_kind(f)}; only Function and "
-                               "TimeFunction fields can be differentiated by this "
-                               "version of devito-perforad.")
+        if _kind(f) not in ('Function', 'TimeFunction', 'SparseTimeFunction',
+                            'SparseFunction'):
+            raise AdjointError(f"{where}: `{f}` is a {_kind(f)}; only Function, "
+                               "TimeFunction and sparse functions can be differentiated.")
         if _kind(fb) != _kind(f):
             raise AdjointError(f"{where}: the adjoint is a {_kind(fb)} but the primal is "
                                f"a {_kind(f)}; use devito_perforad.adjoint_function.")
@@ -73,6 +82,15 @@ def check_adjoints(adjoints):
             raise AdjointError(f"{where}: the adjoint must be a distinct field.")
         if fb.grid is not f.grid:
             raise AdjointError(f"{where}: the adjoint lives on another grid.")
+        if isinstance(f, SparseFunction):
+            if fb.shape != f.shape:
+                raise AdjointError(f"{where}: shape {fb.shape} differs from the "
+                                   f"primal's {f.shape}.")
+            if not np.array_equal(fb.coordinates.data, f.coordinates.data):
+                raise AdjointError(f"{where}: the adjoint's coordinates differ from the "
+                                   "primal's; use devito_perforad.adjoint_function.")
+            out[f] = fb
+            continue
         timed = isinstance(f, TimeFunction)
         if timed:
             if fb.time_order != f.time_order:

@@ -23,6 +23,7 @@ x + 2*f(x - h_x) - 1
 from dataclasses import dataclass
 
 import sympy
+from devito import TimeFunction
 from devito.symbolics import retrieve_functions
 
 __all__ = ['Term', 'shift', 'pin', 'reverse']
@@ -79,10 +80,10 @@ def pin(expr, time, value):
             continue
         a = access_of(app)
         index = value + a.time
-        if getattr(f, 'save', None) is None:
+        if isinstance(f, TimeFunction) and f.save is None:
             index = sympy.Mod(index, f.time_order + 1)
         new = f.subs(steps[0], index)
-        for d, k in zip(f.space_dimensions, a.space, strict=True):
+        for d, k in zip([d for d in f.dimensions if not d.is_Time], a.space, strict=True):
             if k:
                 new = new.shift(d, k * d.spacing)
         apps[app] = new

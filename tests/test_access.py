@@ -52,10 +52,25 @@ def test_indexed_notation_is_refused():
         analyse([Eq(w, u.indexed[x + 1])])
 
 
-def test_sparse_operations_are_refused():
+def test_sparse_operations_are_analysed():
+    from devito import SparseTimeFunction
+    grid = make_grid(2, 2)
+    u = TimeFunction(name='u', grid=grid, space_order=2)
+    m = Function(name='m', grid=grid)
+    src = SparseTimeFunction(name='src', grid=grid, npoint=1, nt=4)
+    rec = SparseTimeFunction(name='rec', grid=grid, npoint=2, nt=4)
+    inject, interpolate = analyse([src.inject(field=u.forward, expr=src / m),
+                                   rec.interpolate(expr=u)])
+    assert (inject.kind, inject.write.field, inject.write.time) == ('inject', u, 1)
+    assert {a.field for a in inject.reads} == {src, m} and inject.increment
+    assert (interpolate.kind, interpolate.write.field) == ('interpolate', rec)
+    assert [a.field for a in interpolate.reads] == [u] and not interpolate.increment
+
+
+def test_sparse_function_inside_dense_equation_is_refused():
     from devito import SparseFunction
     grid = make_grid(1, 2)
     u = Function(name='u', grid=grid)
     s = SparseFunction(name='s', grid=grid, npoint=1)
-    with pytest.raises(AdjointError, match="not a devito Eq"):
-        analyse(s.interpolate(expr=u))
+    with pytest.raises(AdjointError, match="field `s`.*inject"):
+        analyse([Eq(u, 2 * s)])
