@@ -7,11 +7,15 @@ The pipeline, one module per stage:
 3. :mod:`~devito_perforad.reverse` reverses offsets (scatter to gather);
 4. :mod:`~devito_perforad.region` restricts to valid regions;
 5. :mod:`~devito_perforad.assemble` assembles the adjoint operator.
+
+:mod:`~devito_perforad.tangent` gives the forward-mode linearisation (Born modelling).
 """
 
 from .assemble import AdjointOperator, adjoint
 from .errors import AdjointError
 from .fields import adjoint_function
+from .tangent import TangentOperator, tangent
 
-__all__ = ['adjoint', 'AdjointOperator', 'adjoint_function', 'AdjointError']
+__all__ = ['adjoint', 'AdjointOperator', 'tangent', 'TangentOperator', 'adjoint_function',
+           'AdjointError']
 __version__ = '0.1.0'

@@ -125,3 +125,32 @@ def time_inputs(u, first, last):
 
 __all__ = ['make_grid', 'positive', 'dot_test', 'fd_test', 'time_inputs', 'DTYPE',
            'Function', 'TimeFunction']
+
+
+def acoustic_problem(so=4, shape=(31, 31), nbl=8, tn=150.0, save=True, nrec=9):
+    """Devito's acoustic forward model, built as ``examples/seismic`` builds it.
+
+    Damping layer, the ``physdomain`` SubDomain, a Ricker source injected with
+    ``src * dt**2 / m`` and receivers interpolating ``u``; float64. Returns a dict with
+    the model, geometry, wavefield, primal expressions and ``apply`` arguments.
+    """
+    from examples.seismic import AcquisitionGeometry, demo_model
+    from examples.seismic.acoustic.operators import iso_stencil
+
+    spacing = (10.0, 10.0)
+    model = demo_model('layers-isotropic', shape=shape, spacing=spacing, nbl=nbl,
+                       space_order=so, dtype=DTYPE, nlayers=3)
+    extent = [(n - 1) * h for n, h in zip(shape, spacing, strict=True)]
+    src_coords = np.array([[0.5 * extent[0], 2 * spacing[1]]])
+    rec_coords = np.array([[x, 3 * spacing[1]] for x in np.linspace(0, extent[0], nrec)])
+    geometry = AcquisitionGeometry(model, rec_coords, src_coords, 0.0, tn, f0=0.025,
+                                   src_type='Ricker')
+    u = TimeFunction(name='u', grid=model.grid, time_order=2, space_order=so,
+                     save=geometry.nt if save else None)
+    src, rec = geometry.src, geometry.rec
+    s = model.grid.stepping_dim.spacing
+    primal = (iso_stencil(u, model, 'OT2')
+              + src.inject(field=u.forward, expr=src * s ** 2 / model.m)
+              + rec.interpolate(expr=u))
+    return dict(model=model, geometry=geometry, u=u, src=src, rec=rec, primal=primal,
+                subs=model.spacing_map, apply=dict(dt=model.critical_dt))

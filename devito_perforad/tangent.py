@@ -1,0 +1,88 @@
+"""Tangent (forward) mode: the linearisation ``J`` of a primal program.
+
+The tangent needs no reversal: the linearised statement ``yd = sum_a dR/da * ad``
+reads each tangent at the offset the primal reads its field, so it is a gather with
+the primal's own stencil. Sparse operations keep their kind: the tangent of an
+injection is an injection, of an interpolation an interpolation. By default the
+primal statements run alongside their tangents, so the nonlinear coefficients use the
+primal values of the same step and the forward wavefield need not be saved.
+
+Examples
+--------
+>>> from devito import Grid, Function, Eq
+>>> from devito_perforad import tangent, adjoint_function
+>>> grid = Grid(shape=(8,))
+>>> u, w = Function(name='u', grid=grid), Function(name='w', grid=grid)
+>>> ud, wd = adjoint_function(u, 'ud'), adjoint_function(w, 'wd')
+>>> tangent([Eq(w, u**2)], {u: ud, w: wd}, primal=False)
+[Eq(wd(x), 2*u(x)*ud(x))]
+"""
+
+import sympy
+from devito import Eq, Inc, Operator
+
+from .access import analyse, at_offsets
+from .assemble import check_program
+from .differentiate import partials
+from .fields import check_adjoints
+
+__all__ = ['tangent', 'TangentOperator']
+
+
+def _tangent_of(stmt, tangents):
+    """The tangent equations of one analysed statement."""
+    dot = sum((d * at_offsets(tangents[a.field], time=a.time, space=a.space)
+               for a, d in partials(stmt, tangents)), sympy.S.Zero)
+    target = at_offsets(tangents[stmt.write.field], time=stmt.write.time,
+                        space=stmt.write.space)
+    if stmt.kind == 'inject':
+        return [stmt.sparse.inject(field=target, expr=dot)] if dot != 0 else []
+    if stmt.kind == 'interpolate':
+        return [tangents[stmt.write.field].interpolate(expr=dot,
+                                                       increment=stmt.increment)]
+    if stmt.increment:
+        return [Inc(target, dot, subdomain=stmt.subdomain)] if dot != 0 else []
+    return [Eq(target, dot, subdomain=stmt.subdomain)]
+
+
+def tangent(expressions, tangents, subs=None, primal=True):
+    """Derive the tangent-linear equations of ``expressions``.
+
+    Parameters
+    ----------
+    expressions : Eq, Inc, sparse operations, or nested lists of them
+        The primal, exactly as passed to ``devito.Operator``.
+    tangents : dict
+        Maps each active primal field to its tangent field (same kind and grid; see
+        :func:`devito_perforad.adjoint_function`). Fields not in the map are constants.
+    subs : dict, optional
+        The ``subs`` the primal Operator is built with.
+    primal : bool, optional
+        Interleave the primal statements (default), so that nonlinear coefficients
+        use the primal values of the same step.
+
+    Returns
+    -------
+    list
+        Devito equations and sparse operations computing ``yd = J xd``.
+    """
+    tangents = check_adjoints(tangents)
+    program = analyse(expressions, subs)
+    check_program(program, tangents)
+    out = []
+    for stmt in program:
+        if primal:
+            out.append(stmt.eq)
+        if stmt.write.field in tangents:
+            out += _tangent_of(stmt, tangents)
+    return out
+
+
+def TangentOperator(expressions, tangents, primal=True, **kwargs):  # noqa: N802
+    """A ``devito.Operator`` computing the tangent ``yd = J xd`` (Born modelling).
+
+    Applied with the same arguments as the primal. ``kwargs`` go to
+    ``devito.Operator``.
+    """
+    kwargs.setdefault('name', 'Tangent')
+    return Operator(tangent(expressions, tangents, kwargs.get('subs'), primal), **kwargs)

@@ -1,0 +1,244 @@
+"""Seismic workflows: sparse operators, whole forward models, FWI gradients, Born."""
+
+import numpy as np
+import pytest
+from conftest import acoustic_problem, dot_test
+from devito import Function, Operator, SparseTimeFunction, TimeFunction
+
+from devito_perforad import (AdjointError, AdjointOperator, TangentOperator,
+                             adjoint_function)
+
+
+# -- sparse operators transpose in pairs ------------------------------------------------
+
+def _sparse_problem(rng):
+    from devito import Eq, Grid
+    grid = Grid(shape=(21, 21), extent=(20.0, 20.0), dtype=np.float64)
+    u = TimeFunction(name='u', grid=grid, space_order=2, time_order=2)
+    m = Function(name='m', grid=grid, space_order=2)
+    m.data[:] = 4.0 + rng.random(m.shape)
+    src = SparseTimeFunction(name='src', grid=grid, npoint=2, nt=12,
+                             coordinates=np.array([[5.3, 7.7], [12.1, 3.4]]))
+    rec = SparseTimeFunction(name='rec', grid=grid, npoint=3, nt=12,
+                             coordinates=np.array([[2.3, 7.7], [11.1, 13.4], [15., 15.5]]))
+    s = grid.stepping_dim.spacing
+    stencil = [Eq(u.forward, 2 * u - u.backward + 0.1 * u.laplace / m)]
+    return u, m, src, rec, stencil, src.inject(field=u.forward, expr=src * s ** 2 / m), \
+        rec.interpolate(expr=u)
+
+
+@pytest.mark.parametrize('ops', ['inject', 'interpolate', 'both'])
+def test_sparse_pairs(ops, rng):
+    """inject^T = interpolate of the adjoint field; interpolate^T = inject of the data."""
+    u, m, src, rec, stencil, inject, interpolate = _sparse_problem(rng)
+    apply = dict(time_m=1, time_M=10, dt=1.0)
+    adjoints = {u: adjoint_function(u)}
+    primal, inputs = list(stencil), {}
+    if ops in ('inject', 'both'):
+        primal.append(inject)
+        adjoints[src] = adjoint_function(src)
+        inputs[src] = slice(None)
+    if ops in ('interpolate', 'both'):
+        primal.append(interpolate)
+        adjoints[rec] = adjoint_function(rec)
+        inputs[u] = np.array([True, True, False])  # the initial buffer, t = 0 and 1
+    assert dot_test(primal, adjoints, inputs, apply=apply, rng=rng) < 1e-12
+
+
+def test_injected_expression_is_differentiated(rng):
+    """``src * dt**2 / m`` contributes to dJ/dm: an injection into mb."""
+    u, m, src, rec, stencil, inject, interpolate = _sparse_problem(rng)
+    u = TimeFunction(name='us', grid=u.grid, space_order=2, time_order=2, save=12)
+    from devito import Eq
+    s = u.grid.stepping_dim.spacing
+    primal = [Eq(u.forward, 2 * u - u.backward + 0.1 * u.laplace / m),
+              src.inject(field=u.forward, expr=src * s ** 2 / m), rec.interpolate(expr=u)]
+    src.data[:] = rng.standard_normal(src.data.shape)
+    d = rng.standard_normal(rec.data.shape)
+    op = Operator(primal)
+    apply = dict(time_m=1, time_M=10, dt=1.0)
+    m0, dm = m.data.copy(), rng.standard_normal(m.shape)
+
+    def objective(h):
+        m.data[:] = m0 + h * dm
+        u.data[:] = 0
+        op.apply(**apply)
+        return np.vdot(rec.data, d)
+
+    fd = (objective(1e-6) - objective(-1e-6)) / 2e-6
+    objective(0.0)
+    mb, recb = adjoint_function(m), adjoint_function(rec)
+    recb.data[:] = d
+    AdjointOperator(primal, {u: adjoint_function(u), m: mb, rec: recb}).apply(**apply)
+    assert abs(fd - np.vdot(mb.data, dm)) / abs(fd) < 1e-7
+
+
+# -- whole forward models -----------------------------------------------------------------
+
+@pytest.mark.parametrize('so', [2, 4, 8, 12, 16])
+def test_forward_model_dot(so, rng):
+    """<F src, d> = <src, F^T d> for Devito's acoustic model (damping, physdomain,
+    Ricker injection, receivers), with the primal's apply arguments."""
+    p = acoustic_problem(so=so, save=False)
+    u, src, rec = p['u'], p['src'], p['rec']
+    adjoints = {u: adjoint_function(u), src: adjoint_function(src),
+                rec: adjoint_function(rec)}
+    err = dot_test(p['primal'], adjoints, {src: slice(None)}, seeds={u: slice(0, 0)},
+                   apply=p['apply'], rng=rng, subs=p['subs'])
+    assert err < 1e-11
+
+
+def test_same_default_time_range():
+    p = acoustic_problem(save=False)
+    u, src, rec = p['u'], p['src'], p['rec']
+    op = Operator(p['primal'], subs=p['subs'])
+    aop = AdjointOperator(p['primal'], {u: adjoint_function(u), rec: adjoint_function(rec),
+                                        src: adjoint_function(src)}, subs=p['subs'])
+    a, b = op.arguments(**p['apply']), aop.arguments(**p['apply'])
+    assert (a['time_m'], a['time_M']) == (b['time_m'], b['time_M'])
+
+
+# -- FWI gradient ---------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def fwi():
+    """Objective J(vp) = 1/2 ||F(vp) - d||^2 and its derived gradient dJ/dvp."""
+    rng = np.random.default_rng(7)
+    p = acoustic_problem(so=8, shape=(41, 41), nbl=10, tn=200.0)
+    model, u, rec = p['model'], p['u'], p['rec']
+    vp_true = model.vp.data.copy()
+    op = Operator(p['primal'], subs=p['subs'])
+    u.data[:] = 0
+    op.apply(**p['apply'])
+    d_obs = rec.data.copy()
+    from scipy.ndimage import gaussian_filter
+    vp0 = gaussian_filter(vp_true, 3)
+    ub = TimeFunction(name='ub', grid=model.grid, time_order=2, space_order=8)
+    vpb, recb = adjoint_function(model.vp), adjoint_function(rec)
+    aop = AdjointOperator(p['primal'], {u: ub, model.vp: vpb, rec: recb}, subs=p['subs'])
+
+    def objective(vp):
+        model.vp.data[:] = vp
+        u.data[:] = 0
+        op.apply(**p['apply'])
+        return 0.5 * np.sum((rec.data - d_obs) ** 2)
+
+    def gradient(vp):
+        objective(vp)
+        recb.data[:] = rec.data - d_obs
+        ub.data[:] = 0
+        vpb.data[:] = 0
+        aop.apply(**p['apply'])
+        return vpb.data.copy()
+
+    return dict(p, objective=objective, gradient=gradient, vp0=vp0, d_obs=d_obs,
+                rng=rng, g=gradient(vp0))
+
+
+def test_gradient_matches_finite_differences(fwi):
+    vp0, g = fwi['vp0'], fwi['g']
+    from scipy.ndimage import gaussian_filter
+    dvp = gaussian_filter(fwi['rng'].standard_normal(vp0.shape), 2)
+    h = 1e-5
+    fd = (fwi['objective'](vp0 + h * dvp) - fwi['objective'](vp0 - h * dvp)) / (2 * h)
+    assert abs(fd - np.vdot(g, dvp)) / abs(fd) < 1e-7
+
+
+def test_gradient_taylor_slope(fwi):
+    vp0, g = fwi['vp0'], fwi['g']
+    dvp = fwi['rng'].standard_normal(vp0.shape) * 1e-2
+    j0 = fwi['objective'](vp0)
+    steps = [1.0, 0.5, 0.25, 0.125]
+    errors = [abs(fwi['objective'](vp0 + h * dvp) - j0 - h * np.vdot(g, dvp)) for h in steps]
+    slopes = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert np.all(np.abs(slopes - 2) < 0.1), slopes
+
+
+def test_gradient_at_source_matches_finite_differences(fwi):
+    """Where Devito's hand-written gradient drops d(dt**2/m)/dm, the derived one is
+    exact: a perturbation localised at the source point."""
+    vp0, g, model = fwi['vp0'], fwi['g'], fwi['model']
+    nbl = model.nbl
+    ix = tuple(int(round(c / h)) + nbl for c, h in
+               zip(fwi['geometry'].src_positions[0], model.spacing, strict=True))
+    dvp = np.zeros_like(vp0)
+    dvp[ix] = 1.0
+    J = fwi['objective']
+    h = 1e-4  # fourth-order central difference: the source point is strongly nonlinear
+    fd = (8 * (J(vp0 + h * dvp) - J(vp0 - h * dvp))
+          - (J(vp0 + 2 * h * dvp) - J(vp0 - 2 * h * dvp))) / (12 * h)
+    assert abs(fd - g[ix]) / abs(fd) < 1e-7
+
+
+def test_gradient_agrees_with_devito_away_from_sources(fwi):
+    from examples.seismic import Receiver
+    from examples.seismic.acoustic import AcousticWaveSolver
+    model, geometry, vp0, g = fwi['model'], fwi['geometry'], fwi['vp0'], fwi['g']
+    fwi['objective'](vp0)
+    residual = Receiver(name='residual', grid=model.grid, time_range=geometry.time_axis,
+                        coordinates=geometry.rec_positions)
+    residual.data[:] = fwi['rec'].data - fwi['d_obs']
+    solver = AcousticWaveSolver(model, geometry, space_order=8)
+    grad_m, _ = solver.gradient(residual, u=fwi['u'], vp=model.vp)
+    devito = grad_m.data * (-2.0 / vp0 ** 3)  # dJ/dvp = dJ/dm * dm/dvp
+    away = np.ones(g.shape, dtype=bool)
+    ix = [int(round(c / h)) + model.nbl for c, h in
+          zip(geometry.src_positions[0], model.spacing, strict=True)]
+    away[ix[0] - 2:ix[0] + 3, ix[1] - 2:ix[1] + 3] = False
+    assert np.abs(devito - g)[away].max() <= 3e-9 * np.abs(g).max()
+
+
+def test_unsaved_wavefield_is_an_error():
+    p = acoustic_problem(save=False)
+    model, u, rec = p['model'], p['u'], p['rec']
+    with pytest.raises(AdjointError, match=r"field `u`.*save=nt"):
+        AdjointOperator(p['primal'], {u: adjoint_function(u), rec: adjoint_function(rec),
+                                      model.vp: adjoint_function(model.vp)},
+                        subs=p['subs'])
+
+
+# -- tangent (Born) -------------------------------------------------------------------------
+
+def test_born_adjoint_pair(fwi):
+    """<J dvp, d> = <dvp, J^T d>: TangentOperator and AdjointOperator are a pair."""
+    model, u, rec, rng = fwi['model'], fwi['u'], fwi['rec'], fwi['rng']
+    vp0 = fwi['vp0']
+    du = TimeFunction(name='du', grid=model.grid, time_order=2, space_order=8)
+    dvp, drec = adjoint_function(model.vp, 'dvp'), adjoint_function(rec, 'drec')
+    born = TangentOperator(fwi['primal'], {u: du, model.vp: dvp, rec: drec},
+                           subs=fwi['subs'])
+    model.vp.data[:] = vp0
+    u.data[:] = 0
+    dvp.data[:] = rng.standard_normal(dvp.shape)
+    born.apply(**fwi['apply'])
+    d = rng.standard_normal(drec.data.shape)
+    forward = np.vdot(drec.data, d)
+    ub = TimeFunction(name='ub2', grid=model.grid, time_order=2, space_order=8)
+    vpb, recb = adjoint_function(model.vp, 'vpb2'), adjoint_function(rec, 'recb2')
+    recb.data[:] = d
+    AdjointOperator(fwi['primal'], {u: ub, model.vp: vpb, rec: recb},
+                    subs=fwi['subs']).apply(**fwi['apply'])  # u holds the trajectory
+    assert abs(forward - np.vdot(dvp.data, vpb.data)) / abs(forward) < 1e-11
+
+
+def test_born_matches_finite_differences(fwi):
+    model, u, rec, rng = fwi['model'], fwi['u'], fwi['rec'], fwi['rng']
+    vp0 = fwi['vp0']
+    du = TimeFunction(name='du3', grid=model.grid, time_order=2, space_order=8)
+    dvp, drec = adjoint_function(model.vp, 'dvp3'), adjoint_function(rec, 'drec3')
+    direction = rng.standard_normal(vp0.shape)
+    op = Operator(fwi['primal'], subs=fwi['subs'])
+
+    def data(h):
+        model.vp.data[:] = vp0 + h * direction
+        u.data[:] = 0
+        op.apply(**fwi['apply'])
+        return rec.data.copy()
+
+    fd = (data(1e-5) - data(-1e-5)) / 2e-5
+    model.vp.data[:] = vp0
+    u.data[:] = 0
+    dvp.data[:] = direction
+    TangentOperator(fwi['primal'], {u: du, model.vp: dvp, rec: drec},
+                    subs=fwi['subs']).apply(**fwi['apply'])
+    assert np.linalg.norm(drec.data - fd) / np.linalg.norm(fd) < 1e-7
