@@ -331,7 +331,8 @@ def _time_adjoint(program, adjoints):
         nodes += [_Node(g, w[g] - k, 'bottom') for k in range(1, w[g] - lo[g] + 1)]
     params = {a.field for ds in derivs for a, _ in ds
               if not isinstance(a.field, (TimeFunction, SparseFunction))}
-    sparse = {a.field for ds in derivs for a, _ in ds if isinstance(a.field, SparseFunction)}
+    sparse = {a.field for ds in derivs for a, _ in ds
+              if isinstance(a.field, SparseFunction)}
     nodes += [_Node(m, None, None) for m in sorted(params | sparse, key=lambda f: f.name)]
 
     for node in nodes:
@@ -404,9 +405,9 @@ def _sparse_contribution(node, stmt, access, partial, seed, adjoints):
                                              "dense fields are supported.")
     if stmt.kind == 'inject':
         if isinstance(access.field, TimeFunction) or (access.time or 0) != 0:
-            raise located(stmt.eq, access.field, "the injected expression may depend on "
-                                                 "time-invariant fields and on the sparse "
-                                                 "function at the current time only.")
+            raise located(stmt.eq, access.field,
+                          "the injected expression may depend on time-invariant fields "
+                          "and on the sparse function at the current time only.")
         expr = partial * seed
         if isinstance(access.field, SparseFunction):
             sb = adjoints[access.field]
@@ -447,9 +448,10 @@ def _receivers(program, derivs, adjoints, w, nodes, time):
                 continue
             g = a.field
             if any(a.space) or a.time < w[g]:
-                raise located(stmt.eq, g, "an interpolation reads this field at a shifted "
-                                          "point or below the lowest level the stencils "
-                                          "read; this is not supported.")
+                raise located(stmt.eq, g,
+                              "an interpolation reads this field at a shifted point or "
+                              "below the lowest level the stencils read; this is not "
+                              "supported.")
 
             def build(target, e, sb=sb):
                 return sb.inject(field=target, expr=e)

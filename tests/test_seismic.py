@@ -5,11 +5,14 @@ import pytest
 from conftest import acoustic_problem, dot_test
 from devito import Function, Operator, SparseTimeFunction, TimeFunction
 
-from devito_perforad import (AdjointError, AdjointOperator, TangentOperator,
-                             adjoint_function)
+from devito_perforad import (
+    AdjointError,
+    AdjointOperator,
+    TangentOperator,
+    adjoint_function,
+)
 
-
-# -- sparse operators transpose in pairs ------------------------------------------------
+# -- sparse operators transpose in pairs -----------------------------------------------
 
 def _sparse_problem(rng):
     from devito import Eq, Grid
@@ -20,7 +23,8 @@ def _sparse_problem(rng):
     src = SparseTimeFunction(name='src', grid=grid, npoint=2, nt=12,
                              coordinates=np.array([[5.3, 7.7], [12.1, 3.4]]))
     rec = SparseTimeFunction(name='rec', grid=grid, npoint=3, nt=12,
-                             coordinates=np.array([[2.3, 7.7], [11.1, 13.4], [15., 15.5]]))
+                             coordinates=np.array([[2.3, 7.7], [11.1, 13.4],
+                                                   [15., 15.5]]))
     s = grid.stepping_dim.spacing
     stencil = [Eq(u.forward, 2 * u - u.backward + 0.1 * u.laplace / m)]
     return u, m, src, rec, stencil, src.inject(field=u.forward, expr=src * s ** 2 / m), \
@@ -73,7 +77,7 @@ def test_injected_expression_is_differentiated(rng):
     assert abs(fd - np.vdot(mb.data, dm)) / abs(fd) < 1e-7
 
 
-# -- whole forward models -----------------------------------------------------------------
+# -- whole forward models --------------------------------------------------------------
 
 @pytest.mark.parametrize('so', [2, 4, 8, 12, 16])
 def test_forward_model_dot(so, rng):
@@ -92,13 +96,14 @@ def test_same_default_time_range():
     p = acoustic_problem(save=False)
     u, src, rec = p['u'], p['src'], p['rec']
     op = Operator(p['primal'], subs=p['subs'])
-    aop = AdjointOperator(p['primal'], {u: adjoint_function(u), rec: adjoint_function(rec),
-                                        src: adjoint_function(src)}, subs=p['subs'])
+    adjoints = {u: adjoint_function(u), rec: adjoint_function(rec),
+                src: adjoint_function(src)}
+    aop = AdjointOperator(p['primal'], adjoints, subs=p['subs'])
     a, b = op.arguments(**p['apply']), aop.arguments(**p['apply'])
     assert (a['time_m'], a['time_M']) == (b['time_m'], b['time_M'])
 
 
-# -- FWI gradient ---------------------------------------------------------------------------
+# -- FWI gradient ----------------------------------------------------------------------
 
 @pytest.fixture(scope='module')
 def fwi():
@@ -149,7 +154,8 @@ def test_gradient_taylor_slope(fwi):
     dvp = fwi['rng'].standard_normal(vp0.shape) * 1e-2
     j0 = fwi['objective'](vp0)
     steps = [1.0, 0.5, 0.25, 0.125]
-    errors = [abs(fwi['objective'](vp0 + h * dvp) - j0 - h * np.vdot(g, dvp)) for h in steps]
+    errors = [abs(fwi['objective'](vp0 + h * dvp) - j0 - h * np.vdot(g, dvp))
+              for h in steps]
     slopes = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
     assert np.all(np.abs(slopes - 2) < 0.1), slopes
 
@@ -171,8 +177,9 @@ def test_gradient_at_source_matches_finite_differences(fwi):
 
 
 def test_gradient_agrees_with_devito_away_from_sources(fwi):
-    from examples.seismic import Receiver
     from examples.seismic.acoustic import AcousticWaveSolver
+
+    from examples.seismic import Receiver
     model, geometry, vp0, g = fwi['model'], fwi['geometry'], fwi['vp0'], fwi['g']
     fwi['objective'](vp0)
     residual = Receiver(name='residual', grid=model.grid, time_range=geometry.time_axis,
@@ -197,7 +204,7 @@ def test_unsaved_wavefield_is_an_error():
                         subs=p['subs'])
 
 
-# -- tangent (Born) -------------------------------------------------------------------------
+# -- tangent (Born) --------------------------------------------------------------------
 
 def test_born_adjoint_pair(fwi):
     """<J dvp, d> = <dvp, J^T d>: TangentOperator and AdjointOperator are a pair."""
