@@ -134,8 +134,9 @@ def acoustic_problem(so=4, shape=(31, 31), nbl=8, tn=150.0, save=True, nrec=9):
     ``src * dt**2 / m`` and receivers interpolating ``u``; float64. Returns a dict with
     the model, geometry, wavefield, primal expressions and ``apply`` arguments.
     """
-    from examples.seismic import AcquisitionGeometry, demo_model
     from examples.seismic.acoustic.operators import iso_stencil
+
+    from examples.seismic import AcquisitionGeometry, demo_model
 
     spacing = (10.0, 10.0)
     model = demo_model('layers-isotropic', shape=shape, spacing=spacing, nbl=nbl,
