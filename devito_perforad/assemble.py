@@ -26,10 +26,12 @@ and, on return, the adjoints of the primal's initial buffer.
 from collections import defaultdict
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
+from itertools import count
 
 import sympy
-from devito import Eq, Operator, SparseFunction, TimeFunction
+from devito import Eq, Function, Operator, SparseFunction, TimeFunction
 from devito.symbolics import retrieve_functions
+from devito.types.basic import AbstractFunction
 
 from .access import analyse, at_offsets, space_offsets
 from .differentiate import partials
@@ -264,6 +266,8 @@ class _Node:
     terms: list = dataclass_field(default_factory=list)
     reads: set = dataclass_field(default_factory=set)   # (field, level) of seeds read
     sparse: list = dataclass_field(default_factory=list)  # (build, target, expr)
+    raw: list = dataclass_field(default_factory=list)     # reversed terms, unguarded
+    temps: list = dataclass_field(default_factory=list)   # Eq(z, P) before the update
 
     @property
     def rank(self):
@@ -350,17 +354,10 @@ def _time_adjoint(program, adjoints):
                 conditions = time_conditions(time, term.step, node.guard)
                 if conditions is None:
                     continue
-                expr = term.expr
-                if conditions and not _reads_primal_history(d):
-                    # A term from an out-of-range step only multiplies finite values
-                    # (time-invariant coefficients, adjoint seeds): a per-step 0/1
-                    # factor, hoisted out of the space loops, cancels it exactly.
-                    step = Select(sympy.And(*conditions), sympy.S.One, sympy.S.Zero)
-                    expr = step * expr
-                    conditions = []
-                conditions += space_conditions(grid, stmt.subdomain, term.shift)
-                node.terms.append((conditions, expr))
+                node.raw.append((stmt, term, d * seed, conditions,
+                                 not _reads_primal_history(d)))
                 node.reads.add((stmt.write.field, term.step + stmt.write.time))
+        _gather_terms(node, grid)
 
     orphans = _receivers(active, derivs, adjoints, w, nodes, time)
     top_levels = _top_written_levels(program)
@@ -373,6 +370,7 @@ def _time_adjoint(program, adjoints):
         gb = adjoints[node.field]
         own = at_offsets(gb, time=node.level)
         pinned = pins.get(node.guard)
+        eqs += node.temps
         if not isinstance(gb, SparseFunction):
             keep = _seed_mask(node, gb, own, time, top_levels)
             if node.guard is None:
@@ -386,6 +384,70 @@ def _time_adjoint(program, adjoints):
             eqs += _pinned_sparse(node.sparse, time, pinned)
     _check_buffers(nodes, adjoints)
     return eqs
+
+
+_temps = count()
+
+
+def _gather_terms(node, grid):
+    """Guard a node's reversed terms, factoring shifted copies of one product.
+
+    A stencil ``y = K * sum_o w_o g(p + o)`` reverses into ``sum_o w_o (K yb)(q - o)``:
+    the same product ``K * yb`` read at every offset. Computing it once per step into a
+    temporary ``z`` and gathering ``sum_o w_o z(q - o)`` costs the primal's stencil plus
+    one pointwise pass, instead of a product per offset. ``z`` is computed only where
+    the primal ran (its halo and the rest stay zero), so its reads need no guards, and
+    the whole update is one loop nest.
+    """
+    groups = defaultdict(list)
+    for entry in node.raw:
+        stmt, term, base, conditions, safe = entry
+        if not (safe and node.guard is None):
+            groups[id(entry)].append((sympy.S.One, base, entry))
+            continue
+        for part in sympy.Add.make_args(sympy.expand(base)):
+            coeff, rest = part.as_independent(*retrieve_functions(part), as_Add=False)
+            groups[(id(stmt), term.step, rest)].append((coeff, rest, entry))
+    for group in groups.values():
+        stmt, term, _, conditions, safe = group[0][2]
+        factor = sympy.S.One
+        if conditions and safe:
+            # A term from an out-of-range step only multiplies finite values
+            # (time-invariant coefficients, adjoint seeds): a per-step 0/1 factor,
+            # hoisted out of the space loops, cancels it exactly.
+            factor = Select(sympy.And(*conditions), sympy.S.One, sympy.S.Zero)
+            conditions = []
+        rest = group[0][1]
+        if len(group) < 2 or _bare_seed(rest, stmt):
+            # A bare seed needs no temporary, and no guard either where the primal ran
+            # on the whole domain: the adjoint's halo is zero.
+            for coeff, rest, (stmt, term, *_rest) in group:
+                where = [] if _bare_seed(rest, stmt) else \
+                    space_conditions(grid, stmt.subdomain, term.shift)
+                node.terms.append((conditions + where,
+                                   factor * coeff * shift(rest, time=term.step,
+                                                          space=_by_dim(term.shift,
+                                                                        grid))))
+            continue
+        reach = max(abs(k) for *_, entry in group for k in entry[1].shift)
+        z = Function(name=f'{node.field.name}_z{next(_temps)}', grid=grid,
+                     space_order=max(reach, 1), dtype=node.field.dtype)
+        # z is computed only where the primal ran and its halo stays zero, so reading
+        # it anywhere needs no guard: outside the primal's region it contributes 0.
+        node.temps.append(Eq(z, factor * shift(rest, time=term.step),
+                             subdomain=stmt.subdomain))
+        for coeff, _, (stmt, term, *_rest) in group:
+            node.terms.append((conditions, coeff * at_offsets(z, space=term.shift)))
+
+
+def _bare_seed(expr, stmt):
+    """Whether ``expr`` is just the statement's seed, on a whole-domain statement."""
+    return (stmt.subdomain is None and isinstance(expr, AbstractFunction)
+            and retrieve_functions(expr) == [expr])
+
+
+def _by_dim(offsets, grid):
+    return dict(zip(grid.dimensions, offsets, strict=True))
 
 
 def _sparse_contribution(node, stmt, access, partial, seed, adjoints):

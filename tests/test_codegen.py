@@ -23,9 +23,12 @@ def _loops(code, dim):
 
 
 def _writes(code, f):
-    """Index lists of every C assignment to the array of field ``f``."""
-    pattern = rf'\b{f.name}((?:\[[^\]]*\])+)\s*\+?='
-    return [re.findall(r'\[([^\]]*)\]', m) for m in re.findall(pattern, code)]
+    """Index lists of every C assignment to the array of field ``f``, written either
+    ``f[t][x + 4][y + 4] =`` or, linearised for offloading, ``fL0(t, x + 4, y + 4) =``."""
+    brackets = rf'\b{f.name}((?:\[[^\]]*\])+)\s*\+?='
+    macro = rf'\b{f.name}L\d+\(([^)]*)\)\s*\+?='
+    return ([re.findall(r'\[([^\]]*)\]', m) for m in re.findall(brackets, code)]
+            + [[i.strip() for i in m.split(',')] for m in re.findall(macro, code)])
 
 
 def assert_gather(op, grid, fields):
@@ -82,3 +85,37 @@ def test_scatter_form_fails_the_check():
     scatter = [Inc(ub.shift(x, k * x.spacing), c * wb) for k, c in ((-1, 1.0), (1, -1.0))]
     with pytest.raises(AssertionError, match="not its own point"):
         assert_gather(Operator(scatter, **OPENMP), grid, [ub])
+
+
+# -- GPU code targets (source generation only; no GPU compiler needed) -------------------
+
+def _atomic_targets(code):
+    """The statement after every ``atomic`` pragma."""
+    lines = [ln.strip() for ln in str(code).splitlines() if ln.strip()]
+    return [lines[i + 1] for i, ln in enumerate(lines) if ln.startswith('#pragma')
+            and ' atomic' in ln]
+
+
+@pytest.mark.parametrize('language', ['openacc', 'openmp'])
+def test_gpu_adjoint_has_no_atomics_on_dense_fields(language):
+    """Derived gradients build for GPUs (OpenACC, OpenMP offload). Only the sparse
+    injections (receivers, and the source term of the gradient) use atomics; every
+    dense adjoint update is a gather at its own point."""
+    from conftest import acoustic_problem
+    p = acoustic_problem(so=4)
+    model, u, rec = p['model'], p['u'], p['rec']
+    ub = TimeFunction(name='ub', grid=model.grid, time_order=2, space_order=4)
+    vpb = adjoint_function(model.vp)
+    op = AdjointOperator(p['primal'], {u: ub, model.vp: vpb, rec: adjoint_function(rec)},
+                         subs=p['subs'], platform='nvidiaX', language=language)
+    code = str(op)
+    assert ('#pragma acc' if language == 'openacc' else '#pragma omp target') in code
+    atomics = _atomic_targets(code)
+    assert atomics, "the sparse injections should use atomics"
+    assert all('pos' in stmt for stmt in atomics), atomics  # indirect, sparse points
+    assert 'reduction' not in code
+    for f in (ub, vpb):
+        own = [w for w in _writes(code, f)
+               if w[-2:] == [f"{d.name} + {f._size_halo[d].left}"
+                             for d in f.space_dimensions]]
+        assert own, f"no gather update of {f.name}"
