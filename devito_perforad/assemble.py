@@ -436,7 +436,7 @@ def _gather_terms(node, grid):
         # it anywhere needs no guard: outside the primal's region it contributes 0.
         node.temps.append(Eq(z, factor * shift(rest, time=term.step),
                              subdomain=stmt.subdomain))
-        for coeff, _, (stmt, term, *_rest) in group:
+        for coeff, _, (_stmt, term, *_rest) in group:
             node.terms.append((conditions, coeff * at_offsets(z, space=term.shift)))
 
 
