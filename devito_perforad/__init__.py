@@ -8,7 +8,9 @@ The pipeline, one module per stage:
 4. :mod:`~devito_perforad.region` restricts to valid regions;
 5. :mod:`~devito_perforad.assemble` assembles the adjoint operator.
 
-:mod:`~devito_perforad.tangent` gives the forward-mode linearisation (Born modelling).
+:mod:`~devito_perforad.sparse` holds the rule for sparse operators (injection and
+interpolation transpose in pairs); :mod:`~devito_perforad.tangent` gives the
+forward-mode linearisation (Born modelling).
 """
 
 from .assemble import AdjointOperator, adjoint

@@ -39,6 +39,7 @@ from .errors import AdjointError, located
 from .fields import check_adjoints, is_saved
 from .region import Select, guarded, space_conditions, split, time_conditions, unguarded
 from .reverse import pin, reverse, shift
+from .sparse import pin_sparse, receivers, transpose_sparse
 
 __all__ = ['adjoint', 'AdjointOperator']
 
@@ -346,9 +347,9 @@ def _time_adjoint(program, adjoints):
                 if a.field is not node.field:
                     continue
                 if stmt.kind == 'interpolate' and isinstance(a.field, TimeFunction):
-                    continue  # see _receivers
+                    continue  # see sparse.receivers
                 if stmt.kind != 'stencil':
-                    _sparse_contribution(node, stmt, a, d, seed, adjoints)
+                    transpose_sparse(node, stmt, a, d, seed, adjoints)
                     continue
                 term = reverse(stmt, a, d, seed, level=node.level)
                 conditions = time_conditions(time, term.step, node.guard)
@@ -359,13 +360,13 @@ def _time_adjoint(program, adjoints):
                 node.reads.add((stmt.write.field, term.step + stmt.write.time))
         _gather_terms(node, grid)
 
-    orphans = _receivers(active, derivs, adjoints, w, nodes, time)
+    orphans = receivers(active, derivs, adjoints, w, nodes, time)
     top_levels = _top_written_levels(program)
     pins = {'top': time.symbolic_max, 'bottom': time.symbolic_min}
     eqs = []
     for node in _schedule(nodes):
         if node.guard != 'top' and orphans:
-            eqs += _pinned_sparse(orphans, time, time.symbolic_max)
+            eqs += pin_sparse(orphans, time, time.symbolic_max)
             orphans = []
         gb = adjoints[node.field]
         own = at_offsets(gb, time=node.level)
@@ -381,7 +382,7 @@ def _time_adjoint(program, adjoints):
         if pinned is None:
             eqs += [build(target, expr) for build, target, expr in node.sparse]
         else:
-            eqs += _pinned_sparse(node.sparse, time, pinned)
+            eqs += pin_sparse(node.sparse, time, pinned)
     _check_buffers(nodes, adjoints)
     return eqs
 
@@ -448,105 +449,6 @@ def _bare_seed(expr, stmt):
 
 def _by_dim(offsets, grid):
     return dict(zip(grid.dimensions, offsets, strict=True))
-
-
-def _sparse_contribution(node, stmt, access, partial, seed, adjoints):
-    """Transpose one read of a sparse operation: the pairs swap.
-
-    * ``S.inject(field=f, expr=E)``: ``Sb += interpolate(dE/dS * fb)`` and, for a
-      parameter ``h`` in ``E``, ``hb += S.inject(dE/dh * fb)``;
-    * ``S.interpolate(expr=E)``: ``gb += Sb.inject(dE/dg * Sb)`` for each field ``g`` in
-      ``E``, at the level the node writes.
-
-    Injections scatter to the few grid points around each sparse point and use atomics
-    there; the dense adjoint stencils stay gathers.
-    """
-    if any(access.space) and not isinstance(access.field, SparseFunction):
-        raise located(stmt.eq, access.field, "a sparse operation reads this field at a "
-                                             "shifted point; only unshifted reads of "
-                                             "dense fields are supported.")
-    if stmt.kind == 'inject':
-        if isinstance(access.field, TimeFunction) or (access.time or 0) != 0:
-            raise located(stmt.eq, access.field,
-                          "the injected expression may depend on time-invariant fields "
-                          "and on the sparse function at the current time only.")
-        expr = partial * seed
-        if isinstance(access.field, SparseFunction):
-            sb = adjoints[access.field]
-            node.sparse.append((lambda target, e, sb=sb: sb.interpolate(expr=e,
-                                                                       increment=True),
-                                None, expr))
-        else:
-            node.sparse.append((lambda target, e, s=stmt.sparse: s.inject(field=target,
-                                                                          expr=e),
-                                at_offsets(adjoints[access.field]), expr))
-        node.reads.add((stmt.write.field, stmt.write.time))
-        return
-    # interpolate: the seed is the adjoint of the sparse function itself; the step is
-    # the counter (see _receivers for time-dependent fields)
-    sb = adjoints[stmt.write.field]
-    node.sparse.append((lambda target, e, sb=sb: sb.inject(field=target, expr=e),
-                        at_offsets(adjoints[access.field]), partial * seed))
-
-
-def _receivers(program, derivs, adjoints, w, nodes, time):
-    """Adjoints of ``S.interpolate(expr)`` reading TimeFunctions: ``Sb.inject``.
-
-    Step ``t - c`` read ``g[t - c + s]``; its adjoint injects into the level the loop
-    gathers at counter ``t``, ``gb[t + w]``, right after that level is gathered
-    (``c = s - w``). The levels above ``t + w`` that only the last steps read get
-    their injections once, before the loop, pinned at ``time_M``.
-    """
-    main = {n.field: n for n in nodes if n.guard is None and n.level is not None}
-    top = {(n.field, n.level): n for n in nodes if n.guard == 'top'}
-    orphans = []
-    for stmt, ds in zip(program, derivs, strict=True):
-        if stmt.kind != 'interpolate':
-            continue
-        sb = adjoints[stmt.write.field]
-        seed = at_offsets(sb, time=stmt.write.time)
-        for a, d in ds:
-            if not isinstance(a.field, TimeFunction):
-                continue
-            g = a.field
-            if any(a.space) or a.time < w[g]:
-                raise located(stmt.eq, g,
-                              "an interpolation reads this field at a shifted point or "
-                              "below the lowest level the stencils read; this is not "
-                              "supported.")
-
-            def build(target, e, sb=sb):
-                return sb.inject(field=target, expr=e)
-
-            for level in range(w[g], a.time + 1):
-                step = level - a.time
-                expr = shift(d * seed, time=step)
-                if step:
-                    expr = Select(sympy.Ge(time + step, time.symbolic_min), expr,
-                                  sympy.S.Zero)
-                op = (build, at_offsets(adjoints[g], time=level), expr)
-                if level == w[g]:
-                    main[g].sparse.append(op)
-                elif (g, level) in top:
-                    top[(g, level)].sparse.append(op)
-                else:
-                    orphans.append(op)
-    return orphans
-
-
-def _pinned_sparse(ops, time, value):
-    return [eq for build, target, expr in ops
-            for eq in _untimed(build(pin(target, time, value), pin(expr, time, value)),
-                               time, value)]
-
-
-def _untimed(operation, time, value):
-    """A sparse operation pinned at ``time == value``, without a time loop of its own."""
-    eqs = []
-    for eq in operation.evaluate:
-        dims = tuple(d for d in eq.implicit_dims if d is not time)
-        eqs.append(eq.func(eq.lhs, eq.rhs, implicit_dims=dims))
-    return eqs
 
 
 def _reads_primal_history(partial):

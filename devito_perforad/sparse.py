@@ -1,0 +1,120 @@
+"""Sparse operators transpose in pairs (the rule for sparse accesses).
+
+* ``S.inject(field=f, expr=E)``: ``Sb += interpolate(dE/dS * fb)`` and, for a parameter
+  ``h`` in ``E``, ``hb += S.inject(dE/dh * fb)``;
+* ``S.interpolate(expr=E)``: ``gb += Sb.inject(dE/dg * Sb)`` for each field ``g``
+  in ``E``.
+
+Injections scatter to the few grid points around each sparse point and use atomics
+there; the dense adjoint stencils stay gathers. The operations are returned as
+``(build, target, expr)`` so the assembler can place, and pin, them.
+"""
+
+import sympy
+from devito import SparseFunction, TimeFunction
+
+from .access import at_offsets
+from .errors import located
+from .region import Select
+from .reverse import pin, shift
+
+__all__ = ['transpose_sparse', 'receivers', 'pin_sparse', 'untimed']
+
+
+def transpose_sparse(node, stmt, access, partial, seed, adjoints):
+    """Transpose one read of a sparse operation: the pairs swap.
+
+    * ``S.inject(field=f, expr=E)``: ``Sb += interpolate(dE/dS * fb)`` and, for a
+      parameter ``h`` in ``E``, ``hb += S.inject(dE/dh * fb)``;
+    * ``S.interpolate(expr=E)``: ``gb += Sb.inject(dE/dg * Sb)`` for each field ``g`` in
+      ``E``, at the level the node writes.
+
+    Injections scatter to the few grid points around each sparse point and use atomics
+    there; the dense adjoint stencils stay gathers.
+    """
+    if any(access.space) and not isinstance(access.field, SparseFunction):
+        raise located(stmt.eq, access.field, "a sparse operation reads this field at a "
+                                             "shifted point; only unshifted reads of "
+                                             "dense fields are supported.")
+    if stmt.kind == 'inject':
+        if isinstance(access.field, TimeFunction) or (access.time or 0) != 0:
+            raise located(stmt.eq, access.field,
+                          "the injected expression may depend on time-invariant fields "
+                          "and on the sparse function at the current time only.")
+        expr = partial * seed
+        if isinstance(access.field, SparseFunction):
+            sb = adjoints[access.field]
+            node.sparse.append((lambda target, e, sb=sb: sb.interpolate(expr=e,
+                                                                       increment=True),
+                                None, expr))
+        else:
+            node.sparse.append((lambda target, e, s=stmt.sparse: s.inject(field=target,
+                                                                          expr=e),
+                                at_offsets(adjoints[access.field]), expr))
+        node.reads.add((stmt.write.field, stmt.write.time))
+        return
+    # interpolate: the seed is the adjoint of the sparse function itself; the step is
+    # the counter (see receivers for time-dependent fields)
+    sb = adjoints[stmt.write.field]
+    node.sparse.append((lambda target, e, sb=sb: sb.inject(field=target, expr=e),
+                        at_offsets(adjoints[access.field]), partial * seed))
+
+
+def receivers(program, derivs, adjoints, w, nodes, time):
+    """Adjoints of ``S.interpolate(expr)`` reading TimeFunctions: ``Sb.inject``.
+
+    Step ``t - c`` read ``g[t - c + s]``; its adjoint injects into the level the loop
+    gathers at counter ``t``, ``gb[t + w]``, right after that level is gathered
+    (``c = s - w``). The levels above ``t + w`` that only the last steps read get
+    their injections once, before the loop, pinned at ``time_M``.
+    """
+    main = {n.field: n for n in nodes if n.guard is None and n.level is not None}
+    top = {(n.field, n.level): n for n in nodes if n.guard == 'top'}
+    orphans = []
+    for stmt, ds in zip(program, derivs, strict=True):
+        if stmt.kind != 'interpolate':
+            continue
+        sb = adjoints[stmt.write.field]
+        seed = at_offsets(sb, time=stmt.write.time)
+        for a, d in ds:
+            if not isinstance(a.field, TimeFunction):
+                continue
+            g = a.field
+            if any(a.space) or a.time < w[g]:
+                raise located(stmt.eq, g,
+                              "an interpolation reads this field at a shifted point or "
+                              "below the lowest level the stencils read; this is not "
+                              "supported.")
+
+            def build(target, e, sb=sb):
+                return sb.inject(field=target, expr=e)
+
+            for level in range(w[g], a.time + 1):
+                step = level - a.time
+                expr = shift(d * seed, time=step)
+                if step:
+                    expr = Select(sympy.Ge(time + step, time.symbolic_min), expr,
+                                  sympy.S.Zero)
+                op = (build, at_offsets(adjoints[g], time=level), expr)
+                if level == w[g]:
+                    main[g].sparse.append(op)
+                elif (g, level) in top:
+                    top[(g, level)].sparse.append(op)
+                else:
+                    orphans.append(op)
+    return orphans
+
+
+def pin_sparse(ops, time, value):
+    return [eq for build, target, expr in ops
+            for eq in untimed(build(pin(target, time, value), pin(expr, time, value)),
+                               time, value)]
+
+
+def untimed(operation, time, value):
+    """A sparse operation pinned at ``time == value``, without a time loop of its own."""
+    eqs = []
+    for eq in operation.evaluate:
+        dims = tuple(d for d in eq.implicit_dims if d is not time)
+        eqs.append(eq.func(eq.lhs, eq.rhs, implicit_dims=dims))
+    return eqs
