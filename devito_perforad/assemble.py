@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from itertools import count
 
+import numpy as np
 import sympy
-from devito import Eq, Function, Operator, SparseFunction, TimeFunction
+from devito import Eq, Function, Operator, SparseFunction, TimeFunction, configuration
 from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
 
@@ -106,7 +107,24 @@ def AdjointOperator(expressions, adjoints, **kwargs):  # noqa: N802 - mirrors Op
         ``language``, ...).
     """
     kwargs.setdefault('name', 'Adjoint')
-    return Operator(adjoint(expressions, adjoints, kwargs.get('subs')), **kwargs)
+    return Operator(adjoint(expressions, adjoints, kwargs.get('subs')),
+                    **static_schedule(kwargs))
+
+
+def static_schedule(kwargs):
+    """Ask Devito for static OpenMP scheduling unless the caller chose otherwise.
+
+    Devito switches to ``schedule(dynamic, 1)`` above an operation count per
+    iteration; adjoint stencils count more operations than their primal (guards, step
+    factors) but their work per point is just as uniform, and dynamic scheduling of a
+    long 1D loop costs an order of magnitude.
+    """
+    opt = kwargs.get('opt', configuration['opt'])
+    mode, options = (opt, {}) if isinstance(opt, str) else (opt[0], dict(opt[1]))
+    if mode.startswith('advanced') and 'par-dynamic-work' not in options:
+        options['par-dynamic-work'] = np.inf
+        kwargs = dict(kwargs, opt=(mode, options))
+    return kwargs
 
 
 # -- checks ---------------------------------------------------------------------------

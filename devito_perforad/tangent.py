@@ -22,7 +22,7 @@ import sympy
 from devito import Eq, Inc, Operator
 
 from .access import analyse, at_offsets
-from .assemble import check_program
+from .assemble import check_program, static_schedule
 from .differentiate import partials
 from .fields import check_adjoints
 
@@ -85,4 +85,5 @@ def TangentOperator(expressions, tangents, primal=True, **kwargs):  # noqa: N802
     ``devito.Operator``.
     """
     kwargs.setdefault('name', 'Tangent')
-    return Operator(tangent(expressions, tangents, kwargs.get('subs'), primal), **kwargs)
+    return Operator(tangent(expressions, tangents, kwargs.get('subs'), primal),
+                    **static_schedule(kwargs))
