@@ -119,6 +119,10 @@ def static_schedule(kwargs):
     factors) but their work per point is just as uniform, and dynamic scheduling of a
     long 1D loop costs an order of magnitude.
     """
+    from devito.arch import Device, platform_registry
+    platform = kwargs.get('platform') or configuration['platform']
+    if isinstance(platform_registry.get(platform, platform), Device):
+        return kwargs  # GPUs always schedule statically
     opt = kwargs.get('opt', configuration['opt'])
     mode, options = (opt, {}) if isinstance(opt, str) else (opt[0], dict(opt[1]))
     if mode.startswith('advanced') and 'par-dynamic-work' not in options:
