@@ -21,6 +21,7 @@ x + 2*f(x - h_x) - 1
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sympy
 from devito import TimeFunction
@@ -41,17 +42,24 @@ def shift(expr, time=0, space=None):
 
     apps = {}
     for app in retrieve_functions(expr, mode='unique'):
-        new = app
-        for dim in app.function.dimensions:
-            if moved(dim):
-                new = new.shift(dim, moved(dim) * dim.spacing)
-        apps[app] = new
+        key = tuple(moved(dim) for dim in app.function.dimensions)
+        apps[app] = _moved(app, key) if any(key) else app
     placeholders = {app: sympy.Dummy() for app in apps}
     expr = expr.xreplace(placeholders)
     # Bare dimension symbols (e.g. ``x*h_x`` for a coordinate) move too.
     expr = expr.xreplace({d: d + moved(d) for d in expr.free_symbols
                           if getattr(d, 'is_Dimension', False) and moved(d)})
     return expr.xreplace({s: apps[app] for app, s in placeholders.items()})
+
+
+@lru_cache(maxsize=65536)
+def _moved(app, offsets):
+    """``app`` shifted by whole grid steps along its own dimensions (memoised: Devito's
+    ``shift`` is slow and the same accesses are shifted many times)."""
+    for dim, k in zip(app.function.dimensions, offsets, strict=True):
+        if k:
+            app = app.shift(dim, k * dim.spacing)
+    return app
 
 
 def pin(expr, time, value):
