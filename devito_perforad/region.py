@@ -88,8 +88,9 @@ def space_conditions(grid, subdomain, shift):
     Conditions that always hold for ``q`` inside the domain are dropped.
     """
     conditions = []
+    bounds = subdomain_bounds(grid, subdomain)
     for d, k in zip(grid.dimensions, shift, strict=True):
-        lo, hi = subdomain_bounds(grid, subdomain)[d]
+        lo, hi = bounds[d]
         p = d + k
         if lo is not None:
             conditions.append(sympy.Ge(p, lo))

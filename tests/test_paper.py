@@ -24,7 +24,7 @@ def _shift(a, k, axis):
     return out
 
 
-def _wave(ndim, c, rng):
+def _wave(ndim, c):
     n = 24 if ndim == 1 else 10
     grid = Grid(shape=(n,) * ndim, extent=(n - 1.0,) * ndim, dtype=np.float64)
     u = TimeFunction(name='u', grid=grid, space_order=2, time_order=2, save=NT + 2)
@@ -45,7 +45,7 @@ def _wave(ndim, c, rng):
     return u, primal, step, vjp
 
 
-def _burgers(rng, courant=0.2, diffusion=0.05):
+def _burgers(courant=0.2, diffusion=0.05):
     C, D = courant, diffusion  # noqa: N806 - the paper's names
     n = 40
     grid = Grid(shape=(n,), extent=(n - 1.0,), dtype=np.float64)
@@ -109,13 +109,13 @@ def check(u, primal, step, vjp, rng):
 
 
 def test_wave_1d(rng):
-    check(*_wave(1, 0.3, rng), rng)
+    check(*_wave(1, 0.3), rng)
 
 
 def test_wave_3d(rng):
-    check(*_wave(3, 0.1, rng), rng)
+    check(*_wave(3, 0.1), rng)
 
 
 def test_burgers_1d(rng):
     """Max/Min upwinding; the reference uses the same subgradient, H(0) = 0."""
-    check(*_burgers(rng), rng)
+    check(*_burgers(), rng)
