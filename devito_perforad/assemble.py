@@ -37,15 +37,25 @@ from devito.types.basic import AbstractFunction
 from .access import analyse, at_offsets, space_offsets
 from .differentiate import partials
 from .errors import AdjointError, located
-from .fields import check_adjoints, is_saved
-from .region import Select, guarded, space_conditions, split, time_conditions, unguarded
+from .fields import check_adjoints, check_primal_values, is_saved
+from .region import (
+    Select,
+    guarded,
+    seed_mask,
+    space_conditions,
+    split,
+    time_conditions,
+    top_written_levels,
+    unguarded,
+)
 from .reverse import pin, reverse, shift
+from .scatter import scatter, scatter_level
 from .sparse import pin_sparse, receivers, transpose_sparse
 
 __all__ = ['adjoint', 'AdjointOperator']
 
 
-def adjoint(expressions, adjoints, subs=None):
+def adjoint(expressions, adjoints, subs=None, mode='gather'):
     """Derive the exact discrete adjoint of ``expressions`` in gather form.
 
     Parameters
@@ -59,6 +69,10 @@ def adjoint(expressions, adjoints, subs=None):
         The ``subs`` the primal Operator is built with (e.g. ``model.spacing_map``).
         Devito folds numbers after substituting; passing the same ``subs`` makes the
         adjoint use exactly the primal's compiled coefficients.
+    mode : {'gather', 'scatter'}, optional
+        ``'gather'`` (default): offset reversal, every update writes only its own point.
+        ``'scatter'``: textbook reverse mode (increments at offsets, see
+        :mod:`devito_perforad.scatter`), for comparison.
 
     Returns
     -------
@@ -79,19 +93,21 @@ def adjoint(expressions, adjoints, subs=None):
     ('middle', 1, 0) u_b(x) u_b(x) - w_b(x)/h_x + w_b(x - h_x)/h_x
     ('left', 1) u_b(x) u_b(x) + (((x - 1 >= x_m) ? w_b(x - h_x)/h_x : 0)) - w_b(x)/h_x
     """
+    if mode not in ('gather', 'scatter'):
+        raise AdjointError(f"mode={mode!r}: choose 'gather' or 'scatter'.")
     adjoints = check_adjoints(adjoints)
     program = analyse(expressions, subs)
     check_halos([s.eq.evaluate for s in program if s.kind == 'stencil'])
     check_program(program, adjoints)
     if any(s.is_timed for s in program):
-        eqs = _time_adjoint(program, adjoints)
+        eqs = _time_adjoint(program, adjoints, mode)
     else:
-        eqs = _spatial_adjoint(program, adjoints)
+        eqs = _spatial_adjoint(program, adjoints, mode)
     check_halos(eqs)
     return eqs
 
 
-def AdjointOperator(expressions, adjoints, **kwargs):  # noqa: N802 - mirrors Operator
+def AdjointOperator(expressions, adjoints, mode='gather', **kwargs):  # noqa: N802
     """A ``devito.Operator`` running the adjoint of ``expressions``.
 
     Applied with the same arguments as the primal operator (``time_m``, ``time_M``,
@@ -100,14 +116,14 @@ def AdjointOperator(expressions, adjoints, **kwargs):  # noqa: N802 - mirrors Op
 
     Parameters
     ----------
-    expressions, adjoints
+    expressions, adjoints, mode
         As for :func:`adjoint`.
     **kwargs
         Passed to ``devito.Operator`` (``subs``, ``opt``, ``name``, ``platform``,
         ``language``, ...).
     """
     kwargs.setdefault('name', 'Adjoint')
-    return Operator(adjoint(expressions, adjoints, kwargs.get('subs')),
+    return Operator(adjoint(expressions, adjoints, kwargs.get('subs'), mode),
                     **static_schedule(kwargs))
 
 
@@ -227,20 +243,9 @@ def check_program(program, adjoints):
                               "map.")
 
 
-def _check_primal_values(stmt, partial, written):
-    for app in retrieve_functions(partial, mode='unique'):
-        f = app.function
-        if isinstance(f, TimeFunction) and not is_saved(f) and f in written:
-            raise located(stmt.eq, f,
-                          f"the adjoint needs primal values `{app}` at every time step, "
-                          "but a buffered TimeFunction only keeps its last "
-                          f"{f.time_order + 1} levels. Create it with save=nt (or "
-                          "recompute it by checkpointing).")
-
-
 # -- time-free programs ---------------------------------------------------------------
 
-def _spatial_adjoint(program, adjoints):
+def _spatial_adjoint(program, adjoints, mode):
     for stmt in program:
         if stmt.kind != 'stencil':
             raise AdjointError(f"`{stmt.eq}`: sparse operations are supported inside "
@@ -253,6 +258,9 @@ def _spatial_adjoint(program, adjoints):
         seed = at_offsets(adjoints[stmt.write.field])
         by_target = defaultdict(list)
         for a, d in partials(stmt, adjoints):
+            if mode == 'scatter':
+                eqs.append(scatter(stmt, a, d * seed, adjoints[a.field]))
+                continue
             term = reverse(stmt, a, d, seed)
             by_target[a.field].append(
                 (space_conditions(grid, stmt.subdomain, term.shift), term.expr))
@@ -339,7 +347,7 @@ def _solve_levels(program, derivs, lo, hi):
     raise AdjointError("The time dependencies of this program cannot be reversed.")
 
 
-def _time_adjoint(program, adjoints):
+def _time_adjoint(program, adjoints, mode):
     grid = program[0].write.field.grid
     time = grid.time_dim
     active = [s for s in program if s.write.field in adjoints]
@@ -347,7 +355,7 @@ def _time_adjoint(program, adjoints):
     written = {s.write.field for s in program}
     for stmt, ds in zip(active, derivs, strict=True):
         for _, d in ds:
-            _check_primal_values(stmt, d, written)
+            check_primal_values(stmt, d, written)
     lo, hi = _levels(active, adjoints, derivs)
     w = _solve_levels(active, derivs, lo, hi)
 
@@ -378,12 +386,13 @@ def _time_adjoint(program, adjoints):
                 if conditions is None:
                     continue
                 node.raw.append((stmt, term, d * seed, conditions,
-                                 not _reads_primal_history(d)))
+                                 not _reads_primal_history(d), a))
                 node.reads.add((stmt.write.field, term.step + stmt.write.time))
-        _gather_terms(node, grid)
+        if mode == 'gather':
+            _gather_terms(node, grid)
 
     orphans = receivers(active, derivs, adjoints, w, nodes, time)
-    top_levels = _top_written_levels(program)
+    top_levels = top_written_levels(program)
     pins = {'top': time.symbolic_max, 'bottom': time.symbolic_min}
     eqs = []
     for node in _schedule(nodes):
@@ -395,8 +404,12 @@ def _time_adjoint(program, adjoints):
         pinned = pins.get(node.guard)
         eqs += node.temps
         if not isinstance(gb, SparseFunction):
-            keep = _seed_mask(node, gb, own, time, top_levels)
-            if node.guard is None:
+            keep = seed_mask(node.field, gb, node.level, node.guard, time, top_levels)
+            if mode == 'scatter':
+                raw = [(stmt, a, term, base, conditions, safe)
+                       for stmt, term, base, conditions, safe, a in node.raw]
+                eqs += [_pinned(e, time, pinned) for e in scatter_level(own, keep, raw)]
+            elif node.guard is None:
                 eqs += _updates(own, keep, node.terms, grid)
             else:  # runs once: no need to split
                 rhs = keep + guarded(node.terms)
@@ -407,6 +420,14 @@ def _time_adjoint(program, adjoints):
             eqs += pin_sparse(node.sparse, time, pinned)
     _check_buffers(nodes, adjoints)
     return eqs
+
+
+def _pinned(eq, time, value):
+    """``eq`` run once at ``time == value`` (``None``: in the loop, as it is)."""
+    if value is None:
+        return eq
+    return eq.func(pin(eq.lhs, time, value), pin(eq.rhs, time, value),
+                   subdomain=eq.subdomain)
 
 
 _temps = count()
@@ -424,7 +445,7 @@ def _gather_terms(node, grid):
     """
     groups = defaultdict(list)
     for entry in node.raw:
-        stmt, term, base, conditions, safe = entry
+        stmt, term, base, conditions, safe, _ = entry
         if not (safe and node.guard is None):
             groups[id(entry)].append((sympy.S.One, base, entry))
             continue
@@ -432,7 +453,7 @@ def _gather_terms(node, grid):
             coeff, rest = part.as_independent(*retrieve_functions(part), as_Add=False)
             groups[(id(stmt), term.step, rest)].append((coeff, rest, entry))
     for group in groups.values():
-        stmt, term, _, conditions, safe = group[0][2]
+        stmt, term, _, conditions, safe, _ = group[0][2]
         factor = sympy.S.One
         if conditions and safe:
             # A term from an out-of-range step only multiplies finite values
@@ -477,47 +498,6 @@ def _reads_primal_history(partial):
     """Whether ``partial`` reads a time-varying primal field."""
     return any(isinstance(app.function, TimeFunction)
                for app in retrieve_functions(partial, mode='unique'))
-
-
-def _top_written_levels(program):
-    """Per field, the highest level an Eq assigns, and the region it assigns it on."""
-    top = {}
-    for s in program:
-        if s.write.time is not None and not s.increment:
-            if s.write.field not in top or s.write.time > top[s.write.field][0]:
-                top[s.write.field] = (s.write.time, s.subdomain)
-    return top
-
-
-def _seed_mask(node, gb, own, time, top_levels):
-    """The adjoint's current value at the level written, where it is still a seed.
-
-    In a buffered field the slot of level ``L`` also holds ``L + nb``, ``L + 2nb``...
-    If the primal wrote a later level into that slot, what sits there now is the
-    adjoint of that later level, not a seed of ``L``: it must not be added. Outside
-    the SubDomain the primal assigned on, the slot was never overwritten: every level
-    aliasing it is the same value, so the seed is always kept there.
-    """
-    f = node.field
-    if node.level is None or is_saved(gb) or f not in top_levels:
-        return own
-    level, subdomain = top_levels[f]
-    nb = gb.time_order + 1
-    # seed valid iff  time + node.level + nb > time_M + level
-    first = level - nb - node.level + 1      # valid iff time >= time_M + first
-    if node.guard == 'top':
-        valid = sympy.true if first <= 0 else sympy.false
-    else:
-        valid = sympy.Ge(time, time.symbolic_max + first)
-    inside = space_conditions(f.grid, subdomain, (0,) * f.grid.dim)
-    if inside:
-        valid = sympy.Or(valid, sympy.Not(sympy.And(*inside)))
-    if valid is sympy.true:
-        return own
-    if valid is sympy.false:
-        return sympy.S.Zero
-    # ``own`` is a finite adjoint value: a 0/1 factor is exact and keeps loops simple.
-    return Select(valid, sympy.S.One, sympy.S.Zero) * own
 
 
 def _schedule(nodes):

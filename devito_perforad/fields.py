@@ -2,10 +2,11 @@
 
 import numpy as np
 from devito import Function, SparseFunction, SparseTimeFunction, TimeFunction
+from devito.symbolics import retrieve_functions
 
-from .errors import AdjointError
+from .errors import AdjointError, located
 
-__all__ = ['adjoint_function', 'check_adjoints', 'is_saved']
+__all__ = ['adjoint_function', 'check_adjoints', 'check_primal_values', 'is_saved']
 
 
 def is_saved(f):
@@ -114,3 +115,16 @@ def check_adjoints(adjoints):
             raise AdjointError(f"{where}: staggering differs from the primal's.")
         out[f] = fb
     return out
+
+
+def check_primal_values(stmt, partial, written):
+    """Raise if ``partial`` needs values of a buffered TimeFunction the program
+    overwrites (``written``): they are gone by the time the adjoint runs."""
+    for app in retrieve_functions(partial, mode='unique'):
+        f = app.function
+        if isinstance(f, TimeFunction) and not is_saved(f) and f in written:
+            raise located(stmt.eq, f,
+                          f"the adjoint needs primal values `{app}` at every time step, "
+                          "but a buffered TimeFunction only keeps its last "
+                          f"{f.time_order + 1} levels. Create it with save=nt (or "
+                          "recompute it by checkpointing).")

@@ -27,8 +27,11 @@ import sympy
 from devito import SubDomain
 from devito.symbolics import InlineIf
 
+from .access import at_offsets
+from .fields import is_saved
+
 __all__ = ['Select', 'space_conditions', 'time_conditions', 'guarded', 'subdomain_bounds',
-           'Box', 'domain_edge', 'split', 'unguarded']
+           'Box', 'domain_edge', 'split', 'unguarded', 'top_written_levels', 'seed_mask']
 
 
 class Select(InlineIf):
@@ -230,3 +233,44 @@ def unguarded(terms):
     """``guarded(terms)`` with the domain-edge guards dropped (for the core)."""
     return guarded([([c for c in conditions if domain_edge(c) is None], expr)
                     for conditions, expr in terms])
+
+
+def top_written_levels(program):
+    """Per field, the highest level an Eq assigns, and the region it assigns it on."""
+    top = {}
+    for s in program:
+        if s.write.time is not None and not s.increment:
+            if s.write.field not in top or s.write.time > top[s.write.field][0]:
+                top[s.write.field] = (s.write.time, s.subdomain)
+    return top
+
+
+def seed_mask(field, gb, level, guard, time, top_levels):
+    """The adjoint ``gb`` at ``level`` (relative to ``time``), where it is still a seed.
+
+    In a buffered field the slot of level ``L`` also holds ``L + nb``, ``L + 2nb``...
+    If the primal wrote a later level into that slot, what sits there now is the
+    adjoint of that later level, not a seed of ``L``: it must not be added. Outside
+    the SubDomain the primal assigned on, the slot was never overwritten: every level
+    aliasing it is the same value, so the seed is always kept there.
+    """
+    own = at_offsets(gb, time=level)
+    if level is None or is_saved(gb) or field not in top_levels:
+        return own
+    top, subdomain = top_levels[field]
+    nb = gb.time_order + 1
+    # seed valid iff  time + level + nb > time_M + top
+    first = top - nb - level + 1      # valid iff time >= time_M + first
+    if guard == 'top':
+        valid = sympy.true if first <= 0 else sympy.false
+    else:
+        valid = sympy.Ge(time, time.symbolic_max + first)
+    inside = space_conditions(field.grid, subdomain, (0,) * field.grid.dim)
+    if inside:
+        valid = sympy.Or(valid, sympy.Not(sympy.And(*inside)))
+    if valid is sympy.true:
+        return own
+    if valid is sympy.false:
+        return sympy.S.Zero
+    # ``own`` is a finite adjoint value: a 0/1 factor is exact and keeps loops simple.
+    return Select(valid, sympy.S.One, sympy.S.Zero) * own

@@ -87,6 +87,22 @@ def test_scatter_form_fails_the_check():
         assert_gather(Operator(scatter, **OPENMP), grid, [ub])
 
 
+def test_scatter_mode_is_not_a_gather():
+    """``mode='scatter'`` (the baseline in the benchmarks) writes at offsets; on the
+    acoustic model Devito also needs array reductions and atomics for it."""
+    from conftest import acoustic_problem
+    p = acoustic_problem(save=False)
+    u, src, rec = p['u'], p['src'], p['rec']
+    adjoints = {u: adjoint_function(u), src: adjoint_function(src),
+                rec: adjoint_function(rec)}
+    op = AdjointOperator(p['primal'], adjoints, subs=p['subs'], mode='scatter',
+                         **OPENMP)
+    code = str(op.ccode)
+    assert 'reduction(+:u_b' in code
+    with pytest.raises(AssertionError):
+        assert_gather(op, u.grid, [adjoints[u]])
+
+
 # -- GPU code targets (source generation only; no GPU compiler needed) -------------------
 
 def _atomic_targets(code):
