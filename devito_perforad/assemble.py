@@ -35,7 +35,7 @@ from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
 
 from .access import analyse, at_offsets, space_offsets
-from .differentiate import partials
+from .differentiate import partials, through_write
 from .errors import AdjointError, located
 from .fields import check_adjoints, check_primal_values, is_saved
 from .region import (
@@ -356,6 +356,7 @@ def _time_adjoint(program, adjoints, mode):
     for stmt, ds in zip(active, derivs, strict=True):
         for _, d in ds:
             check_primal_values(stmt, d, written)
+    derivs, corrections = _through_saved_writes(program, active, derivs, adjoints)
     lo, hi = _levels(active, adjoints, derivs)
     w = _solve_levels(active, derivs, lo, hi)
 
@@ -381,6 +382,10 @@ def _time_adjoint(program, adjoints, mode):
                 if stmt.kind != 'stencil':
                     transpose_sparse(node, stmt, a, d, seed, adjoints)
                     continue
+                for inject, expr in corrections.get((id(stmt), a.field), []):
+                    node.sparse.append((lambda target, e, s=inject.sparse:
+                                        s.inject(field=target, expr=e),
+                                        at_offsets(adjoints[a.field]), expr * seed))
                 term = reverse(stmt, a, d, seed, level=node.level)
                 conditions = time_conditions(time, term.step, node.guard)
                 if conditions is None:
@@ -428,6 +433,41 @@ def _pinned(eq, time, value):
         return eq
     return eq.func(pin(eq.lhs, time, value), pin(eq.rhs, time, value),
                    subdomain=eq.subdomain)
+
+
+def _through_saved_writes(program, active, derivs, adjoints):
+    """Rewrite parameter partials through saved writes (see
+    :func:`devito_perforad.differentiate.through_write`).
+
+    The saved level holds the statement's value plus what later statements injected
+    into it; each such injection ``S.inject(y, Q)`` gives a correction
+    ``hb -= S.inject(a'/a * Q * yb)``. A later dense increment keeps the partial as it
+    is.
+    """
+    corrections = {}
+    out = []
+    for stmt, ds in zip(active, derivs, strict=True):
+        y = stmt.write
+        later = [s for s in program[program.index(stmt) + 1:]
+                 if s.write.field is y.field and s.write.time == y.time]
+        if (stmt.kind != 'stencil' or stmt.increment or not is_saved(y.field)
+                or any(s.kind != 'inject' for s in later)):
+            out.append(ds)
+            continue
+        new = []
+        for a, d in ds:
+            if isinstance(a.field, (TimeFunction, SparseFunction)):
+                new.append((a, d))
+                continue
+            rewritten = through_write(stmt, a, y.expr)
+            if rewritten is None:
+                new.append((a, d))
+                continue
+            d, ratio = rewritten
+            new.append((a, d))
+            corrections[(id(stmt), a.field)] = [(s, -ratio * s.rhs) for s in later]
+        out.append(new)
+    return out, corrections
 
 
 _temps = count()

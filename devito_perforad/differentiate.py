@@ -27,7 +27,7 @@ from devito.types.basic import AbstractFunction
 
 from .region import Select
 
-__all__ = ['partials', 'plain']
+__all__ = ['partials', 'plain', 'through_write']
 
 
 def plain(expr):
@@ -94,3 +94,70 @@ def partials(statement, active):
         if d != 0:
             out.append((a, d))
     return out
+
+
+def through_write(statement, access, written):
+    """Rewrite a parameter's partial through the value the statement wrote.
+
+    A time-stepping stencil often has the form ``y = b + a(h) * L``: ``L`` is the
+    stencil's off-centre sum and ``a`` a pointwise coefficient of the parameter ``h``
+    (e.g. ``dt**2 / m`` in the wave equation). Then ``dR/dh = db/dh + (a'/a) a L`` and,
+    when the written level ``y`` is saved, ``a L = y - b``: the partial no longer reads
+    the whole stencil of the primal field, only its centre values. This is the
+    discrete form of the hand-written gradient's ``u * v.dt2``.
+
+    Parameters
+    ----------
+    statement : Statement
+        A stencil statement writing a saved level.
+    access : Access
+        The read of the time-invariant parameter ``h``, at the iteration point.
+    written : sympy.Expr
+        The value the level holds when the adjoint runs: the write itself, minus what
+        later statements incremented into it.
+
+    Returns
+    -------
+    (sympy.Expr, sympy.Expr) or None
+        The rewritten partial and ``a'/a``, or ``None`` where ``R`` has no such form.
+
+    Examples
+    --------
+    >>> from devito import Grid, Function, TimeFunction, Eq
+    >>> from devito_perforad.access import analyse
+    >>> grid = Grid(shape=(5,))
+    >>> u = TimeFunction(name="u", grid=grid, space_order=2, save=4)
+    >>> m = Function(name='m', grid=grid)
+    >>> x = grid.dimensions[0]
+    >>> neighbours = u.shift(x, x.spacing) + u.shift(x, -x.spacing)
+    >>> (stmt,) = analyse([Eq(u.forward, 2*u - u.backward + neighbours/m)])
+    >>> [(a, d)] = partials(stmt, {m})
+    >>> d
+    -(u(time, x - h_x) + u(time, x + h_x))/m(x)**2
+    >>> new, ratio = through_write(stmt, a, stmt.write.expr)
+    >>> new
+    -(-2*u(time, x) + u(time - dt, x) + u(time + dt, x))/m(x)
+    """
+    offcentre = [a for a in statement.reads
+                 if any(a.space) and a.time is not None]
+    if not offcentre or any(access.space) or access.time is not None:
+        return None
+    symbols = {a.expr: sympy.Dummy(a.field.name, real=True) for a in statement.reads}
+    back = {s: e for e, s in symbols.items()}
+    rhs = plain(statement.rhs).xreplace(symbols)
+    h, off = symbols[access.expr], [symbols[a.expr] for a in offcentre]
+    coefficients = [sympy.diff(rhs, r) for r in off]
+    if any(c.has(*off) for c in coefficients):
+        return None  # not linear in the stencil's off-centre values
+    c0 = coefficients[0]
+    fields = set(back)
+    if any(sympy.cancel(c / c0).free_symbols & fields for c in coefficients[1:]):
+        return None  # no common pointwise coefficient a(h)
+    ratio = sympy.cancel(sympy.diff(c0, h) / c0)
+    if ratio == 0:
+        return None
+    base = rhs.xreplace({r: 0 for r in off})
+    rewritten = sympy.diff(base, h) + ratio * (sympy.Dummy('y') - base)
+    y = rewritten.free_symbols - set(back) - rhs.free_symbols
+    back.update({s: written for s in y})
+    return (_subgradients(rewritten).xreplace(back), ratio.xreplace(back))

@@ -146,16 +146,23 @@ def test_coupled_first_order_system(rng):
     assert err < TOL
 
 
-def test_parameter_gradient(rng):
-    """Gradient w.r.t. a time-invariant parameter inside a nonlinear denominator."""
+@pytest.mark.parametrize('later', [False, True], ids=['alone', 'later-increment'])
+def test_parameter_gradient(later, rng):
+    """Gradient w.r.t. a time-invariant parameter inside a nonlinear denominator.
+
+    The partial is rewritten through the saved level ``u[t+1]``; a later increment of
+    that level (which the saved value then includes) keeps the original partial.
+    """
     grid = make_grid(2, 4)
     u = TimeFunction(name='u', grid=grid, space_order=4, time_order=2, save=10)
     m = Function(name='m', grid=grid, space_order=4)
-    eq = Eq(u.forward, 2 * u - u.backward + 0.1 * u.laplace / m)
+    eq = [Eq(u.forward, 2 * u - u.backward + 0.1 * u.laplace / m)]
+    if later:
+        eq.append(Inc(u.forward, 0.01 * m * u.backward))
     adjoints = {u: adjoint_function(u), m: adjoint_function(m)}
     tm, tM = 1, 8
-    op = Operator([eq])
-    aop = AdjointOperator([eq], adjoints)
+    op = Operator(eq)
+    aop = AdjointOperator(eq, adjoints)
     inputs = time_inputs(u, tm, tM)[:, None, None]
     x_u = np.where(inputs, rng.standard_normal(u.shape), 0)
     x_m = 4.0 + rng.random(m.shape)  # m stays away from zero

@@ -3,10 +3,10 @@
 import numpy as np
 import sympy
 from conftest import make_grid
-from devito import Eq, Function, Operator
+from devito import Eq, Function, Operator, TimeFunction
 
 from devito_perforad.access import analyse
-from devito_perforad.differentiate import partials, plain
+from devito_perforad.differentiate import partials, plain, through_write
 from devito_perforad.region import Select
 
 
@@ -50,3 +50,38 @@ def test_plain_rebuilds_sympy_operators():
     assert type(expr) in (sympy.Add, sympy.Mul)
     assert all(type(a) in (sympy.Add, sympy.Mul, sympy.Pow) for a in expr.args
                if a.is_Add or a.is_Mul or a.is_Pow)
+
+
+def _wave(rhs_of, save=5):
+    grid = make_grid(2, 4)
+    u = TimeFunction(name='u', grid=grid, space_order=4, time_order=2, save=save)
+    m, damp = (Function(name=n, grid=grid, space_order=4) for n in ('m', 'damp'))
+    (stmt,) = analyse([Eq(u.forward, rhs_of(u, m, damp))])
+    return stmt, m
+
+
+def test_through_write_equals_the_partial():
+    """Substituting the written value back gives the partial exactly, for the damped
+    wave stencil Devito's ``solve`` produces."""
+    from devito import solve
+    stmt, m = _wave(lambda u, m, damp: solve(m * u.dt2 - u.laplace + damp * u.dt,
+                                             u.forward))
+    (a, d), = [(a, d) for a, d in partials(stmt, {m})]
+    new, ratio = through_write(stmt, a, stmt.write.expr)
+    assert not any(any(b.space) for b in analyse([Eq(stmt.write.expr, new)])[0].reads
+                   if b.field.name == 'u'), "the rewrite still reads the stencil"
+    value = plain(stmt.rhs)
+    assert sympy.simplify(plain(new).xreplace({stmt.write.expr: value}) - plain(d)) == 0
+
+
+def test_through_write_refuses_other_forms():
+    # the parameter multiplies the stencil differently at different offsets
+    stmt, m = _wave(lambda u, m, damp: u + m * u.shift(u.grid.dimensions[0],
+                                                         u.grid.dimensions[0].spacing)
+                    + u.shift(u.grid.dimensions[1], u.grid.dimensions[1].spacing))
+    (a, _), = partials(stmt, {m})
+    assert through_write(stmt, a, stmt.write.expr) is None
+    # nonlinear in the off-centre values
+    stmt, m = _wave(lambda u, m, damp: u + m * u.dx ** 2)
+    (a, _), = partials(stmt, {m})
+    assert through_write(stmt, a, stmt.write.expr) is None
