@@ -35,11 +35,12 @@ from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
 
 from .access import analyse, at_offsets, space_offsets
-from .differentiate import partials, through_write
+from .differentiate import partials, pointwise_factor, through_write
 from .errors import AdjointError, located
 from .fields import check_adjoints, check_primal_values, is_saved
 from .region import (
     Select,
+    covers_domain,
     guarded,
     seed_mask,
     space_conditions,
@@ -270,7 +271,7 @@ def _spatial_adjoint(program, adjoints, mode):
     return eqs
 
 
-def _updates(lhs, keep, terms, grid):
+def _updates(lhs, keep, terms, grid, scale=sympy.S.One):
     """One adjoint update as Devito equations.
 
     Where every domain-edge guard holds (the core, i.e. nearly the whole grid) the
@@ -279,10 +280,11 @@ def _updates(lhs, keep, terms, grid):
     """
     pieces = split(grid, terms)
     if pieces is None:
-        return [Eq(lhs, keep + guarded(terms))]
+        return [Eq(lhs, keep + scale * guarded(terms))]
     core, shells = pieces
-    return ([Eq(lhs, keep + unguarded(terms), subdomain=core)]
-            + [Eq(lhs, keep + guarded(terms), subdomain=shell) for shell in shells])
+    return ([Eq(lhs, keep + scale * unguarded(terms), subdomain=core)]
+            + [Eq(lhs, keep + scale * guarded(terms), subdomain=shell)
+               for shell in shells])
 
 
 # -- time loops -----------------------------------------------------------------------
@@ -360,6 +362,7 @@ def _time_adjoint(program, adjoints, mode):
     lo, hi = _levels(active, adjoints, derivs)
     w = _solve_levels(active, derivs, lo, hi)
 
+    scales = _scales(program, adjoints, grid) if mode == 'gather' else {}
     nodes = []
     for g in w:
         nodes.append(_Node(g, w[g], None))
@@ -374,6 +377,8 @@ def _time_adjoint(program, adjoints, mode):
     for node in nodes:
         for stmt, ds in zip(active, derivs, strict=True):
             seed = at_offsets(adjoints[stmt.write.field], time=stmt.write.time)
+            if stmt.write.field in scales:  # sympy's Mul, so that K cancels
+                seed = sympy.Mul(seed, 1 / scales[stmt.write.field])
             for a, d in ds:
                 if a.field is not node.field:
                     continue
@@ -396,10 +401,10 @@ def _time_adjoint(program, adjoints, mode):
         if mode == 'gather':
             _gather_terms(node, grid)
 
-    orphans = receivers(active, derivs, adjoints, w, nodes, time)
+    orphans = receivers(active, derivs, adjoints, w, nodes, time, scales)
     top_levels = top_written_levels(program)
     pins = {'top': time.symbolic_max, 'bottom': time.symbolic_min}
-    eqs = []
+    eqs = _rescale(scales, adjoints, time, time.symbolic_max, 1)
     for node in _schedule(nodes):
         if node.guard != 'top' and orphans:
             eqs += pin_sparse(orphans, time, time.symbolic_max)
@@ -410,20 +415,62 @@ def _time_adjoint(program, adjoints, mode):
         eqs += node.temps
         if not isinstance(gb, SparseFunction):
             keep = seed_mask(node.field, gb, node.level, node.guard, time, top_levels)
+            scale = scales.get(node.field, sympy.S.One)
             if mode == 'scatter':
                 raw = [(stmt, a, term, base, conditions, safe)
                        for stmt, term, base, conditions, safe, a in node.raw]
                 eqs += [_pinned(e, time, pinned) for e in scatter_level(own, keep, raw)]
             elif node.guard is None:
-                eqs += _updates(own, keep, node.terms, grid)
+                eqs += _updates(own, keep, node.terms, grid, scale)
             else:  # runs once: no need to split
-                rhs = keep + guarded(node.terms)
+                rhs = keep + scale * guarded(node.terms)
                 eqs.append(Eq(pin(own, time, pinned), pin(rhs, time, pinned)))
         if pinned is None:
             eqs += [build(target, expr) for build, target, expr in node.sparse]
         else:
             eqs += pin_sparse(node.sparse, time, pinned)
     _check_buffers(nodes, adjoints)
+    return eqs + _rescale(scales, adjoints, time, time.symbolic_min, -1)
+
+
+def _scales(program, adjoints, grid):
+    """The pointwise factor ``K`` of each field the adjoint carries scaled.
+
+    A stencil ``y = K * R`` with ``K = 1/D`` pointwise and time-invariant (the damped
+    wave equation's ``1/(m/dt**2 + damp/dt)``) reverses into ``L^T(K yb)``: every
+    contribution reads the product ``K yb``. The adjoint loop therefore carries
+    ``yb_s = K yb`` in ``yb``'s own storage, from one ``yb_s = yb * K`` before the
+    loop to one ``yb = yb_s / K`` after it; then the backward update is the primal's
+    stencil on ``yb_s`` with ``K`` applied once, and no temporary is needed. Only for
+    buffered adjoints (a saved adjoint's every level is output) of fields one
+    whole-domain statement assigns: there ``D`` is finite and non-zero wherever the
+    primal is.
+    """
+    assigned = defaultdict(list)
+    for stmt in program:
+        if stmt.write.time is not None and not stmt.increment:
+            assigned[stmt.write.field].append(stmt)
+    scales = {}
+    for y, stmts in assigned.items():
+        yb = adjoints.get(y)
+        if (len(stmts) != 1 or not isinstance(yb, TimeFunction) or is_saved(yb)
+                or stmts[0].kind != 'stencil'
+                or not covers_domain(grid, stmts[0].subdomain)):
+            continue
+        factor = pointwise_factor(stmts[0])
+        if factor is not None:
+            scales[y] = factor
+    return scales
+
+
+def _rescale(scales, adjoints, time, value, power):
+    """``yb *= K**power`` on every slot of each scaled adjoint, at ``time == value``."""
+    eqs = []
+    for y, factor in scales.items():
+        yb = adjoints[y]
+        for level in range(yb.time_order + 1):
+            own = at_offsets(yb, time=level)
+            eqs.append(Eq(pin(own, time, value), pin(own * factor ** power, time, value)))
     return eqs
 
 
@@ -484,6 +531,7 @@ def _gather_terms(node, grid):
     the whole update is one loop nest.
     """
     groups = defaultdict(list)
+    scaled = defaultdict(list)  # step factor -> its terms, multiplied once
     for entry in node.raw:
         stmt, term, base, conditions, safe, _ = entry
         if not (safe and node.guard is None):
@@ -508,10 +556,9 @@ def _gather_terms(node, grid):
             for coeff, rest, (stmt, term, *_rest) in group:
                 where = [] if _bare_seed(rest, stmt) else \
                     space_conditions(grid, stmt.subdomain, term.shift)
-                node.terms.append((conditions + where,
-                                   factor * coeff * shift(rest, time=term.step,
-                                                          space=_by_dim(term.shift,
-                                                                        grid))))
+                scaled[factor].append((conditions + where,
+                                       coeff * shift(rest, time=term.step,
+                                                     space=_by_dim(term.shift, grid))))
             continue
         reach = max(abs(k) for *_, entry in group for k in entry[1].shift)
         z = Function(name=f'{node.field.name}_z{next(_temps)}', grid=grid,
@@ -522,11 +569,21 @@ def _gather_terms(node, grid):
                              subdomain=stmt.subdomain))
         for coeff, _, (_stmt, term, *_rest) in group:
             node.terms.append((conditions, coeff * at_offsets(z, space=term.shift)))
+    for factor, terms in scaled.items():
+        node.terms += _factored(factor, terms)
+
+
+def _factored(factor, terms):
+    """``factor * term`` for each term, the unconditional ones summed under one factor."""
+    bare = [expr for conditions, expr in terms if not conditions]
+    out = [(conditions, factor * expr) for conditions, expr in terms if conditions]
+    return out + ([([], factor * sympy.Add(*bare))] if bare else [])
 
 
 def _bare_seed(expr, stmt):
     """Whether ``expr`` is just the statement's seed, on a whole-domain statement."""
-    return (stmt.subdomain is None and isinstance(expr, AbstractFunction)
+    return (covers_domain(stmt.write.field.grid, stmt.subdomain)
+            and isinstance(expr, AbstractFunction)
             and retrieve_functions(expr) == [expr])
 
 

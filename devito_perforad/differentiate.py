@@ -27,7 +27,7 @@ from devito.types.basic import AbstractFunction
 
 from .region import Select
 
-__all__ = ['partials', 'plain', 'through_write']
+__all__ = ['partials', 'plain', 'through_write', 'pointwise_factor']
 
 
 def plain(expr):
@@ -161,3 +161,38 @@ def through_write(statement, access, written):
     y = rewritten.free_symbols - set(back) - rhs.free_symbols
     back.update({s: written for s in y})
     return (_subgradients(rewritten).xreplace(back), ratio.xreplace(back))
+
+
+def pointwise_factor(statement):
+    """The factor ``K = 1/D`` of a right-hand side ``K * R``, or ``None``.
+
+    ``D`` reads time-invariant fields at the iteration point only, so ``K`` is a
+    pointwise coefficient; as a reciprocal it is non-zero wherever the primal is
+    finite. Built from the same expression tree as :func:`partials`, so the factor
+    cancels symbolically against the partials' own.
+
+    Examples
+    --------
+    >>> from devito import Grid, Function, TimeFunction, Eq
+    >>> from devito_perforad.access import analyse
+    >>> grid = Grid(shape=(5,))
+    >>> u = TimeFunction(name='u', grid=grid, space_order=2)
+    >>> m = Function(name='m', grid=grid)
+    >>> (stmt,) = analyse([Eq(u.forward, (2*u - u.backward + u.dx2) / (m + 1))])
+    >>> pointwise_factor(stmt)
+    1/(m(x) + 1)
+    """
+    factors = [f for f in sympy.Mul.make_args(plain(statement.rhs))
+               if f.is_Pow and f.exp.is_negative and _pointwise(f.base)]
+    if not factors:
+        return None
+    return sympy.Mul(*factors)
+
+
+def _pointwise(expr):
+    from devito import TimeFunction
+
+    from .access import access_of
+    apps = [a for a in expr.atoms(AbstractFunction)]
+    return bool(apps) and all(not isinstance(a.function, TimeFunction)
+                              and not any(access_of(a).space) for a in apps)

@@ -31,7 +31,8 @@ from .access import at_offsets
 from .fields import is_saved
 
 __all__ = ['Select', 'space_conditions', 'time_conditions', 'guarded', 'subdomain_bounds',
-           'Box', 'domain_edge', 'split', 'unguarded', 'top_written_levels', 'seed_mask']
+           'Box', 'domain_edge', 'split', 'unguarded', 'top_written_levels', 'seed_mask',
+           'covers_domain']
 
 
 class Select(InlineIf):
@@ -83,6 +84,12 @@ def subdomain_bounds(grid, subdomain):
         else:  # pragma: no cover - devito validates SubDomain.define itself
             raise ValueError(f"Unknown SubDomain spec {v} for {d}")
     return bounds
+
+
+def covers_domain(grid, subdomain):
+    """Whether the region is the whole domain (e.g. ``physdomain`` without a free
+    surface)."""
+    return all(b == (None, None) for b in subdomain_bounds(grid, subdomain).values())
 
 
 def space_conditions(grid, subdomain, shift):
@@ -272,5 +279,9 @@ def seed_mask(field, gb, level, guard, time, top_levels):
         return own
     if valid is sympy.false:
         return sympy.S.Zero
+    if not inside:
+        # A condition on the counter alone: the C compiler unswitches the loop on it,
+        # so the slot is not even loaded on the steps where it is stale.
+        return Select(valid, own, sympy.S.Zero)
     # ``own`` is a finite adjoint value: a 0/1 factor is exact and keeps loops simple.
     return Select(valid, sympy.S.One, sympy.S.Zero) * own

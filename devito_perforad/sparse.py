@@ -60,12 +60,13 @@ def transpose_sparse(node, stmt, access, partial, seed, adjoints):
                         at_offsets(adjoints[access.field]), partial * seed))
 
 
-def receivers(program, derivs, adjoints, w, nodes, time):
+def receivers(program, derivs, adjoints, w, nodes, time, scales):
     """Adjoints of ``S.interpolate(expr)`` reading TimeFunctions: ``Sb.inject``.
 
     Step ``t - c`` read ``g[t - c + s]``; its adjoint injects into the level the loop
     gathers at counter ``t``, ``gb[t + w]``, right after that level is gathered
-    (``c = s - w``). The levels above ``t + w`` that only the last steps read get
+    (``c = s - w``). A scaled adjoint (``scales``, see assemble) receives ``K`` times
+    the injected value. The levels above ``t + w`` that only the last steps read get
     their injections once, before the loop, pinned at ``time_M``.
     """
     main = {n.field: n for n in nodes if n.guard is None and n.level is not None}
@@ -95,6 +96,8 @@ def receivers(program, derivs, adjoints, w, nodes, time):
                 if step:
                     expr = Select(sympy.Ge(time + step, time.symbolic_min), expr,
                                   sympy.S.Zero)
+                if g in scales:
+                    expr = scales[g] * expr
                 op = (build, at_offsets(adjoints[g], time=level), expr)
                 if level == w[g]:
                     main[g].sparse.append(op)
