@@ -10,14 +10,17 @@ The pipeline, one module per stage:
 
 :mod:`~devito_perforad.sparse` holds the rule for sparse operators (injection and
 interpolation transpose in pairs); :mod:`~devito_perforad.tangent` gives the
-forward-mode linearisation (Born modelling).
+forward-mode linearisation (Born modelling); :mod:`~devito_perforad.scatter` the
+textbook scatter form, for comparison; :mod:`~devito_perforad.checkpoint` runs
+gradients in bounded memory (Revolve checkpointing).
 """
 
 from .assemble import AdjointOperator, adjoint
+from .checkpoint import CheckpointedAdjoint
 from .errors import AdjointError
 from .fields import adjoint_function
 from .tangent import TangentOperator, tangent
 
-__all__ = ['adjoint', 'AdjointOperator', 'tangent', 'TangentOperator', 'adjoint_function',
-           'AdjointError']
+__all__ = ['adjoint', 'AdjointOperator', 'CheckpointedAdjoint', 'tangent',
+           'TangentOperator', 'adjoint_function', 'AdjointError']
 __version__ = '0.1.0'

@@ -37,11 +37,12 @@ from devito.types.basic import AbstractFunction
 from .access import analyse, at_offsets, space_offsets
 from .differentiate import partials, pointwise_factor, through_write
 from .errors import AdjointError, located
-from .fields import check_adjoints, check_primal_values, is_saved
+from .fields import check_adjoints, check_primal_values, check_window, is_saved
 from .region import (
     Select,
     covers_domain,
     guarded,
+    run_edge,
     seed_mask,
     space_conditions,
     split,
@@ -51,12 +52,12 @@ from .region import (
 )
 from .reverse import pin, reverse, shift
 from .scatter import scatter, scatter_level
-from .sparse import pin_sparse, receivers, transpose_sparse
+from .sparse import edge_only, pin_sparse, receivers, transpose_sparse
 
 __all__ = ['adjoint', 'AdjointOperator']
 
 
-def adjoint(expressions, adjoints, subs=None, mode='gather'):
+def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False):
     """Derive the exact discrete adjoint of ``expressions`` in gather form.
 
     Parameters
@@ -74,6 +75,11 @@ def adjoint(expressions, adjoints, subs=None, mode='gather'):
         ``'gather'`` (default): offset reversal, every update writes only its own point.
         ``'scatter'``: textbook reverse mode (increments at offsets, see
         :mod:`devito_perforad.scatter`), for comparison.
+    checkpointed : bool, optional
+        The primal's buffered TimeFunctions are recomputed step by step while the
+        adjoint runs one counter at a time (see
+        :class:`devito_perforad.CheckpointedAdjoint`): the adjoint may read them at
+        the levels the buffer holds right after the primal step of the same counter.
 
     Returns
     -------
@@ -101,14 +107,15 @@ def adjoint(expressions, adjoints, subs=None, mode='gather'):
     check_halos([s.eq.evaluate for s in program if s.kind == 'stencil'])
     check_program(program, adjoints)
     if any(s.is_timed for s in program):
-        eqs = _time_adjoint(program, adjoints, mode)
+        eqs = _time_adjoint(program, adjoints, mode, checkpointed)
     else:
         eqs = _spatial_adjoint(program, adjoints, mode)
     check_halos(eqs)
     return eqs
 
 
-def AdjointOperator(expressions, adjoints, mode='gather', **kwargs):  # noqa: N802
+def AdjointOperator(expressions, adjoints, mode='gather', checkpointing=False,  # noqa: N802
+                    n_checkpoints=None, **kwargs):
     """A ``devito.Operator`` running the adjoint of ``expressions``.
 
     Applied with the same arguments as the primal operator (``time_m``, ``time_M``,
@@ -119,10 +126,20 @@ def AdjointOperator(expressions, adjoints, mode='gather', **kwargs):  # noqa: N8
     ----------
     expressions, adjoints, mode
         As for :func:`adjoint`.
+    checkpointing : bool, optional
+        Bounded memory: the primal keeps buffered TimeFunctions and is recomputed
+        from Revolve snapshots while the adjoint runs. Returns a
+        :class:`~devito_perforad.CheckpointedAdjoint`, whose ``apply`` runs the
+        primal and then the adjoint.
+    n_checkpoints : int, optional
+        With ``checkpointing``, the number of snapshots (default: Revolve's choice).
     **kwargs
         Passed to ``devito.Operator`` (``subs``, ``opt``, ``name``, ``platform``,
         ``language``, ...).
     """
+    if checkpointing:
+        from .checkpoint import CheckpointedAdjoint
+        return CheckpointedAdjoint(expressions, adjoints, n_checkpoints, **kwargs)
     kwargs.setdefault('name', 'Adjoint')
     return Operator(adjoint(expressions, adjoints, kwargs.get('subs'), mode),
                     **static_schedule(kwargs))
@@ -349,7 +366,7 @@ def _solve_levels(program, derivs, lo, hi):
     raise AdjointError("The time dependencies of this program cannot be reversed.")
 
 
-def _time_adjoint(program, adjoints, mode):
+def _time_adjoint(program, adjoints, mode, checkpointed=False):
     grid = program[0].write.field.grid
     time = grid.time_dim
     active = [s for s in program if s.write.field in adjoints]
@@ -357,7 +374,8 @@ def _time_adjoint(program, adjoints, mode):
     written = {s.write.field for s in program}
     for stmt, ds in zip(active, derivs, strict=True):
         for _, d in ds:
-            check_primal_values(stmt, d, written)
+            if not checkpointed:
+                check_primal_values(stmt, d, written)
     derivs, corrections = _through_saved_writes(program, active, derivs, adjoints)
     lo, hi = _levels(active, adjoints, derivs)
     w = _solve_levels(active, derivs, lo, hi)
@@ -395,6 +413,8 @@ def _time_adjoint(program, adjoints, mode):
                 conditions = time_conditions(time, term.step, node.guard)
                 if conditions is None:
                     continue
+                if checkpointed:
+                    check_window(stmt, d, term.step, program)
                 node.raw.append((stmt, term, d * seed, conditions,
                                  not _reads_primal_history(d), a))
                 node.reads.add((stmt.write.field, term.step + stmt.write.time))
@@ -403,15 +423,13 @@ def _time_adjoint(program, adjoints, mode):
 
     orphans = receivers(active, derivs, adjoints, w, nodes, time, scales)
     top_levels = top_written_levels(program)
-    pins = {'top': time.symbolic_max, 'bottom': time.symbolic_min}
-    eqs = _rescale(scales, adjoints, time, time.symbolic_max, 1)
+    eqs = _rescale(scales, adjoints, time, 'top', 1)
     for node in _schedule(nodes):
         if node.guard != 'top' and orphans:
-            eqs += pin_sparse(orphans, time, time.symbolic_max)
+            eqs += pin_sparse(orphans, time, 'top')
             orphans = []
         gb = adjoints[node.field]
         own = at_offsets(gb, time=node.level)
-        pinned = pins.get(node.guard)
         eqs += node.temps
         if not isinstance(gb, SparseFunction):
             keep = seed_mask(node.field, gb, node.level, node.guard, time, top_levels)
@@ -419,18 +437,18 @@ def _time_adjoint(program, adjoints, mode):
             if mode == 'scatter':
                 raw = [(stmt, a, term, base, conditions, safe)
                        for stmt, term, base, conditions, safe, a in node.raw]
-                eqs += [_pinned(e, time, pinned) for e in scatter_level(own, keep, raw)]
+                eqs += [_once(e, time, node.guard) for e in scatter_level(own, keep, raw)]
             elif node.guard is None:
                 eqs += _updates(own, keep, node.terms, grid, scale)
             else:  # runs once: no need to split
-                rhs = keep + scale * guarded(node.terms)
-                eqs.append(Eq(pin(own, time, pinned), pin(rhs, time, pinned)))
-        if pinned is None:
+                eqs.append(_once(Eq(own, keep + scale * guarded(node.terms)), time,
+                                 node.guard))
+        if node.guard is None:
             eqs += [build(target, expr) for build, target, expr in node.sparse]
         else:
-            eqs += pin_sparse(node.sparse, time, pinned)
+            eqs += pin_sparse(node.sparse, time, node.guard)
     _check_buffers(nodes, adjoints)
-    return eqs + _rescale(scales, adjoints, time, time.symbolic_min, -1)
+    return eqs + _rescale(scales, adjoints, time, 'bottom', -1)
 
 
 def _scales(program, adjoints, grid):
@@ -463,23 +481,25 @@ def _scales(program, adjoints, grid):
     return scales
 
 
-def _rescale(scales, adjoints, time, value, power):
-    """``yb *= K**power`` on every slot of each scaled adjoint, at ``time == value``."""
+def _rescale(scales, adjoints, time, guard, power):
+    """``yb *= K**power`` on every slot of each scaled adjoint, once, at the ``guard``
+    edge of the run."""
     eqs = []
     for y, factor in scales.items():
         yb = adjoints[y]
         for level in range(yb.time_order + 1):
             own = at_offsets(yb, time=level)
-            eqs.append(Eq(pin(own, time, value), pin(own * factor ** power, time, value)))
+            eqs.append(_once(Eq(own, own * factor ** power), time, guard))
     return eqs
 
 
-def _pinned(eq, time, value):
-    """``eq`` run once at ``time == value`` (``None``: in the loop, as it is)."""
-    if value is None:
+def _once(eq, time, guard):
+    """``eq`` run once, at the ``guard`` edge of the run (``None``: in the loop)."""
+    if guard is None:
         return eq
-    return eq.func(pin(eq.lhs, time, value), pin(eq.rhs, time, value),
-                   subdomain=eq.subdomain)
+    value, holds = run_edge(time, guard)
+    return edge_only(eq.func(pin(eq.lhs, time, value), pin(eq.rhs, time, value),
+                             subdomain=eq.subdomain), holds)
 
 
 def _through_saved_writes(program, active, derivs, adjoints):

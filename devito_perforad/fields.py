@@ -6,7 +6,8 @@ from devito.symbolics import retrieve_functions
 
 from .errors import AdjointError, located
 
-__all__ = ['adjoint_function', 'check_adjoints', 'check_primal_values', 'is_saved']
+__all__ = ['adjoint_function', 'check_adjoints', 'check_primal_values', 'check_window',
+           'is_saved']
 
 
 def is_saved(f):
@@ -128,3 +129,26 @@ def check_primal_values(stmt, partial, written):
                           "but a buffered TimeFunction only keeps its last "
                           f"{f.time_order + 1} levels. Create it with save=nt (or "
                           "recompute it by checkpointing).")
+
+
+def check_window(stmt, partial, step, program):
+    """Raise if ``partial``, from the primal step ``step`` counters away, reads a level
+    of a recomputed (buffered) TimeFunction that the buffer no longer holds right after
+    the primal step of the current counter."""
+    from .access import access_of
+    top = {}
+    for s in program:
+        if s.write.time is not None:
+            top[s.write.field] = max(top.get(s.write.field, s.write.time), s.write.time)
+    for app in retrieve_functions(partial, mode='unique'):
+        f = app.function
+        if not isinstance(f, TimeFunction) or is_saved(f) or f not in top:
+            continue
+        level = access_of(app).time + (step or 0)
+        if not top[f] - f.time_order <= level <= top[f]:
+            raise located(stmt.eq, f,
+                          f"with checkpointing, the adjoint at counter t needs "
+                          f"`{f.name}` at level t{level:+d}, but after the primal step "
+                          f"t the buffer "
+                          f"holds levels t{top[f] - f.time_order:+d}..t{top[f]:+d}. "
+                          "Save the field (save=nt) instead.")

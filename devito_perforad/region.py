@@ -23,8 +23,11 @@ Examples
 [x + 1 <= x_M]
 """
 
+from functools import cache
+
+import numpy as np
 import sympy
-from devito import SubDomain
+from devito import Constant, SubDomain
 from devito.symbolics import InlineIf
 
 from .access import at_offsets
@@ -32,7 +35,7 @@ from .fields import is_saved
 
 __all__ = ['Select', 'space_conditions', 'time_conditions', 'guarded', 'subdomain_bounds',
            'Box', 'domain_edge', 'split', 'unguarded', 'top_written_levels', 'seed_mask',
-           'covers_domain']
+           'covers_domain', 'run_range', 'run_edge']
 
 
 class Select(InlineIf):
@@ -113,8 +116,41 @@ def space_conditions(grid, subdomain, shift):
     return conditions
 
 
+def run_range(time):
+    """The first and last counter of the whole adjoint run.
+
+    ``[time_m, time_M]``, unless the run is applied in segments (checkpointing: one
+    counter at a time, from the top down): then the scalar arguments
+    ``<time>_first`` and ``<time>_last`` give the whole run's range. Their defaults
+    leave ``time_m`` and ``time_M`` in charge.
+    """
+    first, last = _run_constants(time.name)
+    return sympy.Min(time.symbolic_min, first), sympy.Max(time.symbolic_max, last)
+
+
+@cache
+def _run_constants(name):
+    big = 2 ** 30  # exact in float too, where Devito hoists a bound into a float
+    return (Constant(name=f'{name}_first', dtype=np.int32, value=big),
+            Constant(name=f'{name}_last', dtype=np.int32, value=-big))
+
+
+def run_edge(time, guard):
+    """Where an update that runs once, at an edge of the run, is pinned.
+
+    Returns the counter it is pinned at (``time_M`` for ``'top'``, ``time_m`` for
+    ``'bottom'``) and the condition that this application holds that edge of the whole
+    run (always true unless the run is applied in segments).
+    """
+    first, last = run_range(time)
+    if guard == 'top':
+        return time.symbolic_max, sympy.Ge(time.symbolic_max, last)
+    return time.symbolic_min, sympy.Le(time.symbolic_min, first)
+
+
 def time_conditions(time, step, guard=None):
-    """Conditions for the primal step ``time + step`` to lie in ``[time_m, time_M]``.
+    """Conditions for the primal step ``time + step`` to lie in the run's range
+    (see :func:`run_range`).
 
     Parameters
     ----------
@@ -131,14 +167,15 @@ def time_conditions(time, step, guard=None):
     list of sympy.Relational, or None if the step is never valid.
     """
     conditions = []
+    first, last = run_range(time)
     if step > 0:
         if guard == 'top':
             return None
-        conditions.append(sympy.Le(time + step, time.symbolic_max))
+        conditions.append(sympy.Le(time + step, last))
     if step < 0:
         if guard == 'bottom':
             return None
-        conditions.append(sympy.Ge(time + step, time.symbolic_min))
+        conditions.append(sympy.Ge(time + step, first))
     return conditions
 
 
@@ -271,7 +308,7 @@ def seed_mask(field, gb, level, guard, time, top_levels):
     if guard == 'top':
         valid = sympy.true if first <= 0 else sympy.false
     else:
-        valid = sympy.Ge(time, time.symbolic_max + first)
+        valid = sympy.Ge(time, run_range(time)[1] + first)
     inside = space_conditions(field.grid, subdomain, (0,) * field.grid.dim)
     if inside:
         valid = sympy.Or(valid, sympy.Not(sympy.And(*inside)))

@@ -11,14 +11,15 @@ there; the dense adjoint stencils stay gathers. The operations are returned as
 """
 
 import sympy
-from devito import SparseFunction, TimeFunction
+from devito import Inc, SparseFunction, TimeFunction
+from devito.types.basic import AbstractFunction
 
 from .access import at_offsets
 from .errors import located
-from .region import Select
+from .region import Select, run_edge, run_range
 from .reverse import pin, shift
 
-__all__ = ['transpose_sparse', 'receivers', 'pin_sparse', 'untimed']
+__all__ = ['transpose_sparse', 'receivers', 'pin_sparse', 'edge_only', 'untimed']
 
 
 def transpose_sparse(node, stmt, access, partial, seed, adjoints):
@@ -94,7 +95,7 @@ def receivers(program, derivs, adjoints, w, nodes, time, scales):
                 step = level - a.time
                 expr = shift(d * seed, time=step)
                 if step:
-                    expr = Select(sympy.Ge(time + step, time.symbolic_min), expr,
+                    expr = Select(sympy.Ge(time + step, run_range(time)[0]), expr,
                                   sympy.S.Zero)
                 if g in scales:
                     expr = scales[g] * expr
@@ -108,10 +109,24 @@ def receivers(program, derivs, adjoints, w, nodes, time, scales):
     return orphans
 
 
-def pin_sparse(ops, time, value):
-    return [eq for build, target, expr in ops
-            for eq in untimed(build(pin(target, time, value), pin(expr, time, value)),
-                               time, value)]
+def pin_sparse(ops, time, guard):
+    """Sparse operations run once, at the ``guard`` edge of the run (see
+    :func:`devito_perforad.region.run_edge`)."""
+    value, holds = run_edge(time, guard)
+    eqs = [eq for build, target, expr in ops
+           for eq in untimed(build(pin(target, time, value), pin(expr, time, value)),
+                              time, value)]
+    return [edge_only(eq, holds) for eq in eqs]
+
+
+def edge_only(eq, holds):
+    """``eq``, with no effect on fields unless ``holds``."""
+    if not isinstance(getattr(eq.lhs, 'function', None), AbstractFunction) \
+            or holds is sympy.true:
+        return eq  # scalar temporaries of sparse operations
+    keep = sympy.S.Zero if isinstance(eq, Inc) else eq.lhs
+    return eq.func(eq.lhs, Select(holds, eq.rhs, keep), subdomain=eq.subdomain,
+                   implicit_dims=eq.implicit_dims)
 
 
 def untimed(operation, time, value):

@@ -1,0 +1,128 @@
+"""Checkpointed adjoints: gradients in bounded memory, through pyrevolve.
+
+A saved forward wavefield costs ``nt`` copies of the grid. With checkpointing the
+primal keeps its buffered fields, Revolve stores a few snapshots of them, and the
+adjoint runs one counter at a time, from the top down: before the adjoint counter
+``t``, the primal is recomputed from the nearest snapshot up to and including its step
+``t``, so the buffer holds exactly the levels the adjoint of that step reads. The
+adjoint operator knows the whole run's range (``time_first``, ``time_last``, see
+:func:`devito_perforad.region.run_range`), so applying it counter by counter computes
+exactly what one application over the whole range computes.
+
+Revolve counts steps from 0; Devito counts the primal's counters from ``time_m``. A
+snapshot taken before Revolve step ``i`` holds, for each buffered field, every slot
+but the one the primal step at counter ``time_m + i`` is about to overwrite.
+"""
+
+import numpy as np
+from devito import Operator, TimeFunction
+
+from .access import analyse
+from .assemble import adjoint, static_schedule
+from .errors import AdjointError
+from .fields import check_adjoints, is_saved
+
+__all__ = ['CheckpointedAdjoint']
+
+
+class CheckpointedAdjoint:
+    """Primal and adjoint of ``expressions``, run together with Revolve checkpointing.
+
+    The primal's TimeFunctions stay buffered (no ``save``); the adjoint's results are
+    the same as :func:`devito_perforad.AdjointOperator` with a saved primal.
+
+    Parameters
+    ----------
+    expressions : Eq, Inc, sparse operations, or lists of them
+        The primal, with buffered TimeFunctions.
+    adjoints : dict
+        As for :func:`devito_perforad.adjoint`.
+    n_checkpoints : int, optional
+        Snapshots kept in memory; default: what Revolve's ``adjust`` picks for the
+        number of steps (about its logarithm).
+    **kwargs
+        Passed to both ``devito.Operator`` s (``subs``, ``opt``, ...).
+
+    Examples
+    --------
+    ``CheckpointedAdjoint(forward, {u: ub, rec: recb, model.vp: vpb},
+    subs=model.spacing_map).apply(dt=dt)`` runs the primal (filling ``rec``) and then
+    leaves the FWI gradient in ``vpb``.
+    """
+
+    def __init__(self, expressions, adjoints, n_checkpoints=None, **kwargs):
+        adjoints = check_adjoints(adjoints)
+        program = analyse(expressions, kwargs.get('subs'))
+        self.states = _states(program)
+        self.n_checkpoints = n_checkpoints
+        self.forward = Operator(expressions, **kwargs)
+        eqs = adjoint(expressions, adjoints, kwargs.get('subs'), checkpointed=True)
+        self.reverse = Operator(eqs, **static_schedule(dict(kwargs, name='Adjoint')))
+
+    def apply(self, **kwargs):
+        """Run the primal with snapshots, then the adjoint, over the primal's range.
+
+        Takes the primal's ``apply`` arguments (``time_m``, ``time_M``, ``dt``, ...).
+        """
+        from devito import CheckpointOperator
+        from pyrevolve import Revolver
+        args = self.forward.arguments(**kwargs)
+        first, last = args['time_m'], args['time_M']
+        kwargs = dict(kwargs, time_m=first, time_M=last)
+        forward = CheckpointOperator(self.forward, **kwargs)
+        reverse = CheckpointOperator(self.reverse, time_first=first, time_last=last,
+                                     **kwargs)
+        snapshots = _Snapshots(self.states, first)
+        revolver = Revolver(snapshots, forward, reverse, self.n_checkpoints,
+                            last - first + 1)
+        revolver.apply_forward()
+        revolver.apply_reverse()
+        return revolver
+
+
+def _states(program):
+    """The buffered TimeFunctions the primal writes, with the level each step writes."""
+    top = {}
+    for s in program:
+        f = s.write.field
+        if isinstance(f, TimeFunction) and s.write.time is not None and not is_saved(f):
+            top[f] = max(top.get(f, s.write.time), s.write.time)
+    if not top:
+        raise AdjointError("Checkpointing needs a primal that steps buffered "
+                           "TimeFunctions (without save=nt).")
+    if len({f.dtype for f in top}) > 1:
+        raise AdjointError("Checkpointed TimeFunctions must share one dtype.")
+    return top
+
+
+def _snapshot_base():
+    from pyrevolve import Checkpoint
+    return Checkpoint
+
+
+class _Snapshots(_snapshot_base()):
+    """The primal's state before a Revolve step: every slot of each buffered field
+    except the one that step overwrites."""
+
+    def __init__(self, states, first):
+        self.states, self.first = states, first
+
+    @property
+    def dtype(self):
+        return next(iter(self.states)).dtype
+
+    @property
+    def size(self):
+        return sum(int(np.prod(f._data.shape[1:])) * f.time_order for f in self.states)
+
+    def get_data(self, timestep):
+        counter = self.first + timestep
+        slots = []
+        for f, top in self.states.items():
+            nb = f.time_order + 1
+            written = (counter + top) % nb
+            slots += [f._data[k] for k in range(nb) if k != written]
+        return slots
+
+    def get_data_location(self, timestep):
+        return self.get_data(timestep)
