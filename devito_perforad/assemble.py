@@ -376,7 +376,8 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
         for _, d in ds:
             if not checkpointed:
                 check_primal_values(stmt, d, written)
-    derivs, corrections = _through_saved_writes(program, active, derivs, adjoints)
+    derivs, corrections = _through_saved_writes(program, active, derivs, adjoints,
+                                                checkpointed)
     lo, hi = _levels(active, adjoints, derivs)
     w = _solve_levels(active, derivs, lo, hi)
 
@@ -502,14 +503,15 @@ def _once(eq, time, guard):
                              subdomain=eq.subdomain), holds)
 
 
-def _through_saved_writes(program, active, derivs, adjoints):
+def _through_saved_writes(program, active, derivs, adjoints, checkpointed):
     """Rewrite parameter partials through saved writes (see
     :func:`devito_perforad.differentiate.through_write`).
 
     The saved level holds the statement's value plus what later statements injected
     into it; each such injection ``S.inject(y, Q)`` gives a correction
     ``hb -= S.inject(a'/a * Q * yb)``. A later dense increment keeps the partial as it
-    is.
+    is. With checkpointing, the level a step wrote is still in the buffer when the
+    adjoint of that step runs, so buffered fields qualify too.
     """
     corrections = {}
     out = []
@@ -517,7 +519,8 @@ def _through_saved_writes(program, active, derivs, adjoints):
         y = stmt.write
         later = [s for s in program[program.index(stmt) + 1:]
                  if s.write.field is y.field and s.write.time == y.time]
-        if (stmt.kind != 'stencil' or stmt.increment or not is_saved(y.field)
+        if (stmt.kind != 'stencil' or stmt.increment
+                or not (is_saved(y.field) or checkpointed)
                 or any(s.kind != 'inject' for s in later)):
             out.append(ds)
             continue

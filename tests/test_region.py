@@ -127,7 +127,9 @@ def test_time_conditions():
     grid = make_grid(1, 2)
     time = grid.time_dim
     assert time_conditions(time, 0) == []
-    assert str(time_conditions(time, -1)[0]) == 'time - 1 >= time_m'
+    # the whole run's first counter: time_m, unless the run is applied in segments
+    assert str(time_conditions(time, -1)[0]) == 'time - 1 >= Min(time_first, time_m)'
+    assert str(time_conditions(time, 2)[0]) == 'time + 2 <= Max(time_last, time_M)'
     assert time_conditions(time, 1, guard='top') is None
     assert time_conditions(time, -1, guard='bottom') is None
 
