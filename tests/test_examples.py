@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SEISMIC = ROOT / 'examples' / 'seismic'
 
@@ -58,3 +60,17 @@ def test_fwi(tmp_path):
                  'misfit']:
         png = tmp_path / f'{name}.png'
         assert png.is_file() and png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
+
+
+def test_fwi_parallel_shots_with_checkpointing(tmp_path):
+    """Shots spread over two processes, each gradient checkpointed: the same misfits
+    as one process with saved wavefields."""
+    tiny = ['--shape', 21, 21, '--nbl', 4, '--shots', 2, '--iterations', 1, '--tn', 200,
+            '--space-order', 4]
+    serial = run_example('fwi', *tiny, '--out', tmp_path / 'serial')
+    parallel = run_example('fwi', *tiny, '--out', tmp_path / 'parallel', '--workers', 2,
+                           '--checkpointing')
+    assert '2 process(es), checkpointing' in parallel, parallel
+    pattern = r'(?:initial|final) misfit = (\S+)'
+    expected, got = numbers(pattern, serial), numbers(pattern, parallel)
+    assert len(expected) == 2 and got == pytest.approx(expected, rel=1e-5), parallel

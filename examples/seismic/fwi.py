@@ -13,14 +13,21 @@ A complete, small 2D acoustic FWI:
 * **forward operator**: Devito's acoustic stencil (``examples.seismic.acoustic``),
   source injection and receiver interpolation, with the wavefield saved in time;
 * **gradient**: the adjoint of those very equations w.r.t. ``vp``, derived by
-  :class:`devito_perforad.AdjointOperator`; one adjoint sweep per shot, all shots
-  accumulating into the same gradient field;
+  :class:`devito_perforad.AdjointOperator`; one adjoint sweep per shot, the shots'
+  gradients summed. With ``--checkpointing`` the wavefield stays buffered and is
+  recomputed from Revolve snapshots (bounded memory);
+* **shots in parallel**: ``--workers N`` spreads the shots over N processes, each
+  with its own copy of the model and operators (built once per process), and sums
+  their misfits and gradients. Each process may itself be an MPI job (Devito's domain
+  decomposition) in a larger set-up: shots parallelise across groups of ranks, the
+  domain within a group;
 * **optimiser**: ``scipy.optimize.minimize(method='L-BFGS-B')`` on the ``vp`` of the
   physical domain, bounded to ``[--vmin, --vmax]`` km/s, for ``--iterations``
   iterations. The gradient is tapered to zero next to the source and receiver wells
   (where it is singular) and the absorbing layer is kept at the initial model.
 
-Both operators are compiled once and reused for every shot and every iteration.
+Both operators are compiled once per process and reused for every shot and every
+iteration.
 
 The script prints the misfit and elapsed time at every iteration and the relative
 model error ``||vp - vp_true|| / ||vp_true||`` before and after, and writes
@@ -28,6 +35,7 @@ PNG figures (true, initial and inverted models, the first gradient, the misfit c
 into ``--out``. Run it from the repository root (needs SciPy and Matplotlib)::
 
     python examples/seismic/fwi.py                      # about 1 minute on 2 cores
+    python examples/seismic/fwi.py --workers 2          # two processes, 1 thread each
     python examples/seismic/fwi.py --shape 41 41 --nbl 10 --shots 3 --iterations 3 \\
         --tn 400 --out /tmp/fwi_tiny
 """
@@ -35,6 +43,7 @@ into ``--out``. Run it from the repository root (needs SciPy and Matplotlib)::
 import argparse
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from devito import Operator, TimeFunction, configuration
@@ -64,6 +73,10 @@ def parse_args(argv=None):
     parser.add_argument('--vmin', type=float, default=1.4, help='lower bound, km/s')
     parser.add_argument('--vmax', type=float, default=3.2, help='upper bound, km/s')
     parser.add_argument('--out', default='fwi_output', help='folder for the figures')
+    parser.add_argument('--workers', type=int, default=1,
+                        help='processes the shots are spread over')
+    parser.add_argument('--checkpointing', action='store_true',
+                        help='buffered wavefield + Revolve checkpointing')
     return parser.parse_args(argv)
 
 
@@ -116,91 +129,185 @@ def plot_results(out, extent, vp_true, vp0, vp_inv, grad0, history):
     return files
 
 
+class Shots:
+    """Everything one process needs to model shots: the model, the acquisition and
+    the primal and adjoint operators, built and compiled once.
+
+    The observed data are modelled in the true model; ``vp`` is then set to the
+    initial model, and :meth:`misfit_gradient` evaluates any physical-domain ``vp``.
+    """
+
+    def __init__(self, args, nthreads):
+        self.args = args
+        so, nbl = args.space_order, args.nbl
+        self.shape = shape = tuple(args.shape)
+        spacing = (args.spacing,) * 2
+        self.extent = tuple((n - 1) * h for n, h in zip(shape, spacing, strict=True))
+        self.inner = (slice(nbl, nbl + shape[0]), slice(nbl, nbl + shape[1]))
+        self.model = model = demo_model(
+            'circle-isotropic', shape=shape, spacing=spacing, nbl=nbl, space_order=so,
+            vp_circle=3.0, vp_background=2.5, r=int(0.15 * min(shape)),
+            dtype=np.float32)
+        self.vp_true = model.vp.data.copy()  # padded; for the observed data only
+
+        # Cross-well geometry: sources down the left well, receivers down the right.
+        self.src_x, self.rec_x = 2 * spacing[0], self.extent[0] - 2 * spacing[0]
+        self.src_coords = np.zeros((args.shots, 2))
+        self.src_coords[:, 0] = self.src_x
+        self.src_coords[:, 1] = np.linspace(0.1 * self.extent[1], 0.9 * self.extent[1],
+                                            args.shots)
+        self.nrec = shape[1]
+        rec_coords = np.zeros((self.nrec, 2))
+        rec_coords[:, 0] = self.rec_x
+        rec_coords[:, 1] = np.linspace(0., self.extent[1], self.nrec)
+        geometry = AcquisitionGeometry(model, rec_coords, self.src_coords[:1], 0.,
+                                       args.tn, f0=args.f0, src_type='Ricker')
+        # A time step stable for every model the optimiser may try (vp <= vmax).
+        self.dt = float(model.critical_dt) * float(model.vp.data.max()) / args.vmax
+        geometry.resample(self.dt)
+        self.nt = nt = geometry.nt
+
+        # --- The primal equations, and the two operators built from them.
+        save = None if args.checkpointing else nt
+        self.u = u = TimeFunction(name='u', grid=model.grid, time_order=2,
+                                  space_order=so, save=save)
+        self.src, self.rec = src, rec = geometry.src, geometry.rec
+        s = model.grid.stepping_dim.spacing
+        primal = (iso_stencil(u, model, 'OT2')
+                  + src.inject(field=u.forward, expr=src * s**2 / model.m)
+                  + rec.interpolate(expr=u))
+        self.op = Operator(primal, subs=model.spacing_map)
+        self.ub = TimeFunction(name='ub', grid=model.grid, time_order=2, space_order=so)
+        self.vpb, self.recb = adjoint_function(model.vp), adjoint_function(rec)
+        self.aop = AdjointOperator(primal, {u: self.ub, model.vp: self.vpb,
+                                            rec: self.recb},
+                                   checkpointing=args.checkpointing,
+                                   subs=model.spacing_map)
+        _ = self.op.cfunction                 # compile now (Devito compiles lazily)
+        _ = (self.aop.reverse if args.checkpointing else self.aop).cfunction
+        # OpenMP operators (DEVITO_LANGUAGE=openmp) take a thread count
+        openmp = any(p.name == 'nthreads' for p in self.op.parameters)
+        self.threads = dict(nthreads=nthreads) if openmp else {}
+
+    def forward(self, shot):
+        self.src.coordinates.data[:] = self.src_coords[shot]
+        self.u.data[:] = 0.
+        self.op.apply(dt=self.dt, **self.threads)
+
+    def observed(self, shots):
+        """Receiver data of ``shots`` in the true model; leaves vp at the initial
+        model."""
+        self.model.vp.data[:] = self.vp_true
+        data = []
+        for shot in shots:
+            self.forward(shot)
+            data.append(self.rec.data.copy())
+        self.model.vp.data[:] = 2.5
+        return data
+
+    def misfit_gradient(self, x, shots, d_obs):
+        """Misfit and dJ/dvp (physical domain) of ``shots`` for the physical-domain
+        vp ``x``."""
+        self.model.vp.data[self.inner] = x.reshape(self.shape)
+        J, g = 0., np.zeros(self.shape)
+        for shot, data in zip(shots, d_obs, strict=True):
+            self.forward(shot)
+            res = self.rec.data - data
+            J += 0.5 * float(np.sum(res.astype(np.float64)**2))
+            self.recb.data[:] = res
+            self.vpb.data[:] = 0.
+            self.ub.data[:] = 0.
+            if self.args.checkpointing:
+                self.u.data[:] = 0.  # it reruns the primal from the initial state
+            self.aop.apply(dt=self.dt, **self.threads)
+            g += self.vpb.data[self.inner]
+        return J, g
+
+
+_shots = None
+
+
+def _start(args, nthreads):
+    global _shots
+    _shots = Shots(args, nthreads)
+
+
+def _observed(shots):
+    return _shots.observed(shots)
+
+
+def _misfit_gradient(x, shots, d_obs):
+    return _shots.misfit_gradient(x, shots, d_obs)
+
+
+class Pool:
+    """The shots spread over ``workers`` processes (in this process if 1)."""
+
+    def __init__(self, args):
+        self.workers = max(1, args.workers)
+        nthreads = max(1, (os.cpu_count() or 1) // self.workers)
+        self.groups = [list(range(args.shots))[i::self.workers]
+                       for i in range(self.workers)]
+        self.groups = [g for g in self.groups if g]
+        if self.workers == 1:
+            _start(args, nthreads)
+            self.executor = None
+        else:
+            import multiprocessing
+            self.executor = ProcessPoolExecutor(
+                len(self.groups), mp_context=multiprocessing.get_context('spawn'),
+                initializer=_start, initargs=(args, nthreads))
+
+    def map(self, func, *per_group):
+        if self.executor is None:
+            return [func(*a) for a in zip(*per_group, strict=True)]
+        # every worker builds its own operators; one task per worker, in step
+        return list(self.executor.map(func, *per_group))
+
+    def observed(self):
+        data = self.map(_observed, self.groups)
+        return dict(pair for g, d in zip(self.groups, data, strict=True)
+                    for pair in zip(g, d, strict=True))
+
+    def misfit_gradient(self, x, d_obs):
+        parts = self.map(_misfit_gradient, [x] * len(self.groups), self.groups,
+                         [[d_obs[s] for s in g] for g in self.groups])
+        return sum(J for J, _ in parts), sum(g for _, g in parts)
+
+
 def main(argv=None):
     args = parse_args(argv)
     tstart = time.perf_counter()
-    so, nbl = args.space_order, args.nbl
-    shape = tuple(args.shape)
-    spacing = (args.spacing,) * 2
-    extent = tuple((n - 1) * h for n, h in zip(shape, spacing, strict=True))
-    inner = (slice(nbl, nbl + shape[0]), slice(nbl, nbl + shape[1]))
-
-    model = demo_model('circle-isotropic', shape=shape, spacing=spacing, nbl=nbl,
-                       space_order=so, vp_circle=3.0, vp_background=2.5,
-                       r=int(0.15 * min(shape)), dtype=np.float32)
-    vp_true = model.vp.data.copy()          # padded; used for the observed data only
-
-    # Cross-well geometry: sources down the left well, receivers down the right one.
-    src_x, rec_x = 2 * spacing[0], extent[0] - 2 * spacing[0]
-    src_coords = np.zeros((args.shots, 2))
-    src_coords[:, 0] = src_x
-    src_coords[:, 1] = np.linspace(0.1 * extent[1], 0.9 * extent[1], args.shots)
-    nrec = shape[1]
-    rec_coords = np.zeros((nrec, 2))
-    rec_coords[:, 0] = rec_x
-    rec_coords[:, 1] = np.linspace(0., extent[1], nrec)
-    geometry = AcquisitionGeometry(model, rec_coords, src_coords[:1], 0., args.tn,
-                                   f0=args.f0, src_type='Ricker')
-    # A time step stable for every model the optimiser may try (vp <= vmax).
-    dt = float(model.critical_dt) * float(model.vp.data.max()) / args.vmax
-    geometry.resample(dt)
-    nt = geometry.nt
-
-    # --- The primal equations, and the two operators built from them.
-    u = TimeFunction(name='u', grid=model.grid, time_order=2, space_order=so, save=nt)
-    src, rec = geometry.src, geometry.rec
-    s = model.grid.stepping_dim.spacing
-    primal = (iso_stencil(u, model, 'OT2')
-              + src.inject(field=u.forward, expr=src * s**2 / model.m)
-              + rec.interpolate(expr=u))
-    op = Operator(primal, subs=model.spacing_map)
-    ub = TimeFunction(name='ub', grid=model.grid, time_order=2, space_order=so)
-    vpb, recb = adjoint_function(model.vp), adjoint_function(rec)
-    aop = AdjointOperator(primal, {u: ub, model.vp: vpb, rec: recb},
-                          subs=model.spacing_map)
-    _ = op.cfunction, aop.cfunction           # compile both now (Devito compiles lazily)
-    print(f"Model {shape} + {nbl} absorbing points, space order {so}, {args.shots} "
-          f"shots, {nrec} receivers, nt = {nt}, dt = {dt:.4g} ms")
+    local = Shots(args, 1) if args.workers > 1 else None  # geometry and plots only
+    pool = Pool(args)
+    shots = local or _shots
+    shape, nbl = shots.shape, args.nbl
+    print(f"Model {shape} + {nbl} absorbing points, space order {args.space_order}, "
+          f"{args.shots} shots, {shots.nrec} receivers, nt = {shots.nt}, "
+          f"dt = {shots.dt:.4g} ms, {len(pool.groups)} process(es)"
+          f"{', checkpointing' if args.checkpointing else ''}")
     print(f"Forward and adjoint operators built and compiled in "
           f"{time.perf_counter() - tstart:.1f} s")
 
-    def forward(shot):
-        src.coordinates.data[:] = src_coords[shot]
-        u.data[:] = 0.
-        op.apply(dt=dt)
-
     # --- Observed data: the same forward operator on the true model.
     tic = time.perf_counter()
-    d_obs = []
-    for shot in range(args.shots):
-        forward(shot)
-        d_obs.append(rec.data.copy())
+    d_obs = pool.observed()
     print(f"Observed data for {args.shots} shots in {time.perf_counter() - tic:.1f} s")
 
     # --- Initial model and the inversion.
-    vp_init = np.full(model.vp.data.shape, 2.5, dtype=np.float32)
-    model.vp.data[:] = vp_init
-    mask = well_taper(shape, spacing[0], src_x, rec_x)
+    vp_true = shots.vp_true
+    vp_init = np.full(vp_true.shape, 2.5, dtype=np.float32)
+    mask = well_taper(shape, args.spacing, shots.src_x, shots.rec_x)
     stats = {'evals': 0, 'last': None}
 
     def objective(x):
         """Misfit and gradient for the physical-domain vp ``x`` (flattened, km/s)."""
-        model.vp.data[inner] = x.reshape(shape)
-        J = 0.
-        vpb.data[:] = 0.                    # the shots accumulate into vpb
-        for shot in range(args.shots):
-            forward(shot)
-            res = rec.data - d_obs[shot]
-            J += 0.5 * float(np.sum(res.astype(np.float64)**2))
-            recb.data[:] = res
-            ub.data[:] = 0.
-            aop.apply(dt=dt)
-        g = mask * vpb.data[inner].astype(np.float64)
+        J, g = pool.misfit_gradient(x, d_obs)
         stats['evals'] += 1
         stats['last'] = (x.copy(), J)
-        return J, g.ravel()
+        return J, (mask * g).ravel()
 
-    x0 = vp_init[inner].astype(np.float64).ravel()
+    x0 = vp_init[shots.inner].astype(np.float64).ravel()
     J0, g0 = objective(x0)
     history = [J0]
     print(f"\n{'iter':>4} {'misfit':>12} {'J/J0':>8} {'evals':>6} {'elapsed (s)':>12}")
@@ -219,7 +326,7 @@ def main(argv=None):
                       options={'maxiter': args.iterations, 'maxfun': 4 * args.iterations})
     vp_inv = result.x.reshape(shape)
 
-    true_phys, init_phys = vp_true[inner], vp_init[inner]
+    true_phys, init_phys = vp_true[shots.inner], vp_init[shots.inner]
     err0 = np.linalg.norm(init_phys - true_phys) / np.linalg.norm(true_phys)
     err1 = np.linalg.norm(vp_inv - true_phys) / np.linalg.norm(true_phys)
     print(f"\nL-BFGS-B: {result.nit} iterations, {stats['evals']} misfit/gradient "
@@ -229,7 +336,7 @@ def main(argv=None):
           f"{history[0] / history[-1]:.1f})")
     print(f"relative model error ||vp - vp_true|| / ||vp_true||: initial = {err0:.4f}, "
           f"final = {err1:.4f}")
-    files = plot_results(args.out, extent, true_phys, init_phys, vp_inv,
+    files = plot_results(args.out, shots.extent, true_phys, init_phys, vp_inv,
                          g0.reshape(shape), history)
     print(f"figures written: {', '.join(files)}")
     print(f"total time {time.perf_counter() - tstart:.1f} s")
