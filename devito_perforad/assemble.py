@@ -419,7 +419,10 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
                 node.raw.append((stmt, term, d * seed, conditions,
                                  not _reads_primal_history(d), a))
                 node.reads.add((stmt.write.field, term.step + stmt.write.time))
-        if mode == 'gather':
+        if mode == 'gather' or node.guard is not None:
+            # the updates that run once, at an edge of the run, stay gathers in
+            # scatter form: Devito 4.8 emits an invalid OpenMP reduction clause for
+            # several increments of one array fused in a loop outside the time loop
             _gather_terms(node, grid)
 
     orphans = receivers(active, derivs, adjoints, w, nodes, time, scales)
@@ -435,10 +438,10 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
         if not isinstance(gb, SparseFunction):
             keep = seed_mask(node.field, gb, node.level, node.guard, time, top_levels)
             scale = scales.get(node.field, sympy.S.One)
-            if mode == 'scatter':
+            if mode == 'scatter' and node.guard is None:
                 raw = [(stmt, a, term, base, conditions, safe)
                        for stmt, term, base, conditions, safe, a in node.raw]
-                eqs += [_once(e, time, node.guard) for e in scatter_level(own, keep, raw)]
+                eqs += scatter_level(own, keep, raw)
             elif node.guard is None:
                 eqs += _updates(own, keep, node.terms, grid, scale)
             else:  # runs once: no need to split
