@@ -217,7 +217,9 @@ def _statement(eq, subs):
         raise AdjointError(f"In `{eq}`: indexed notation `u[...]` is not supported; "
                            "write accesses as function applications (`u.forward`, "
                            "`u.shift(...)`).")
-    if not isinstance(getattr(lhs, 'function', None), AbstractFunction):
+    if not (isinstance(lhs, AbstractFunction)
+            or isinstance(getattr(lhs, 'function', None), AbstractFunction)
+            and lhs.is_Function):
         raise AdjointError(f"In `{eq}`: the left-hand side `{lhs}` is not a field.")
     reads = _reads(eq, rhs)
     for f in [lhs.function] + [a.field for a in reads]:

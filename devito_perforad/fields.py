@@ -28,6 +28,9 @@ def adjoint_function(f, name=None):
     >>> ub.name, ub.space_order, ub.time_order, ub.shape == u.shape
     ('u_b', 4, 1, True)
     """
+    if not isinstance(f, (Function, SparseFunction)):
+        raise AdjointError(f"`{f}` is a {type(f).__name__}; adjoint_function makes "
+                           "adjoints of Function, TimeFunction and sparse functions.")
     if isinstance(f, SparseFunction):
         kwargs = dict(name=name or f'{f.name}_b', grid=f.grid, npoint=f.npoint,
                       coordinates=f.coordinates.data, dtype=f.dtype,
@@ -39,10 +42,7 @@ def adjoint_function(f, name=None):
                   dtype=f.dtype, staggered=f.staggered)
     if isinstance(f, TimeFunction):
         return TimeFunction(time_order=f.time_order, save=f.save, **kwargs)
-    if isinstance(f, Function):
-        return Function(**kwargs)
-    raise AdjointError(f"`{f.name}` is a {type(f).__name__}; adjoint_function makes "
-                       "adjoints of Function and TimeFunction.")
+    return Function(**kwargs)
 
 
 def _kind(f):
