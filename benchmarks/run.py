@@ -1,24 +1,45 @@
-"""Benchmark the derived adjoint and gradient against the primal and Devito's
-hand-written operators, in one process.
+"""Benchmark the derived adjoint and gradient against the primal, a scatter-form adjoint
+and Devito's hand-written operators, in one command.
 
-Each case builds its Operator once, compiles it (timed separately), warms up with one
-run, then reports the median of ``--repeats`` runs for each thread count. Results go to
-``--out`` as ``results.md`` (a markdown table with ratios) and ``results.png``.
+Each case builds a fresh Operator (timed: derivation and lowering), JIT-compiles it into
+an empty compiler cache (timed separately, so that every compile is a real one), warms
+up with one run, then reports the median of ``--repeats`` runs for each thread count and
+the memory the run allocates beyond its fields (one more run, with resident memory
+sampled every 2 ms). Results go to ``--out``: per problem, a markdown table with ratios
+(``results.md`` for 2d, ``results_3d.md``, ``results_paper.md``) and PNG plots of run
+time (``results*.png``), thread scaling (``*_threads.png``), build and JIT compile time
+(``*_compile.png``) and memory (``*_memory.png``).
 
 Run from the repository root::
 
     python benchmarks/run.py                      # 2D acoustic 841^2, so=8, 1350 steps
     python benchmarks/run.py --threads 1 2 4 8    # on a larger machine
-    python benchmarks/run.py --problem 3d         # 161^3, so=8, 300 steps
+    python benchmarks/run.py --problem 3d         # 161^3 with the layer, so=8, 200 steps
+    python benchmarks/run.py --problem paper      # the PerforAD paper's stencils
+    python benchmarks/run.py --problem all        # all three
+    python benchmarks/run.py --quick              # 2d and paper, tiny sizes (smoke test)
 
-Not yet covered (see the README's performance section): a scatter-form adjoint, JAX and
-deepwave.
+``--quick`` writes to a temporary directory unless ``--out`` is given. The scatter-form
+adjoint (``AdjointOperator(..., mode='scatter')``) runs in a child process per case, so
+that a failure or crash there skips it with a note. On a shared machine, check the
+table's CPU share column (near 1: the run had its cores). JAX and deepwave are measured
+by their own scripts (``jax_baseline.py``, ``deepwave_baseline.py``).
 """
 
 import argparse
+import atexit
+import ctypes
+import json
 import os
 import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +50,187 @@ from devito_perforad import AdjointOperator, adjoint_function
 configuration['log-level'] = 'ERROR'
 configuration['language'] = 'openmp'  # every operator, Devito's own included
 
-HAND_GRADIENT = "Devito's gradient"
 PROBLEMS = {
     '2d': dict(shape=(801, 801), nbl=20, so=8, nt=1350),
-    '3d': dict(shape=(141, 141, 141), nbl=10, so=8, nt=300),
-    'paper': dict(shape=(4_000_000,), nt=100),  # 1D sizes; the 3D wave uses 160^3
+    '3d': dict(shape=(141, 141, 141), nbl=10, so=8, nt=200),  # 161^3 with the layer
+    'paper': dict(shape=(4_000_000,), n3d=160, nt=100),  # 1D sizes, 3D wave n3d^3
+}
+QUICK = {
+    '2d': dict(shape=(41, 41), nbl=10, so=8, nt=30),
+    '3d': dict(shape=(13, 13, 13), nbl=4, so=8, nt=10),
+    'paper': dict(shape=(4000,), n3d=12, nt=10),
+}
+OUTPUT = {'2d': 'results', '3d': 'results_3d', 'paper': 'results_paper'}
+OPTIONAL = ('scatter adjoint',)  # skipped with a note where the package lacks them
+MB = 2 ** 20
+FOOTNOTE = (
+    'Build: Operator construction (derivation and lowering). JIT compile: code '
+    'generation, C compiler and loading. Extra RSS: peak resident memory during one run '
+    'minus the resident memory before it (temporaries the operator allocates). Fields: '
+    'allocated size of the fields the operator takes, halo included. MB: 2^20 bytes. '
+    'CPU share: CPU seconds over threads times wall seconds (median); well below 1 '
+    'means other processes held the cores during the runs.')
+CACHE_NOTE = {
+    'fresh': 'JIT compile times are real compiles: the process starts with an empty '
+             "Devito JIT cache (see `fresh_jit_cache`).",
+    'keep': "Devito's JIT cache was kept: operators marked (cached) were loaded, not "
+            'compiled.',
 }
 
 
-def paper_cases(shape, nt, **_):
-    """The PerforAD paper's stencils (1D wave, 3D wave, 1D Burgers): primal and
-    derived adjoint, float64 (tests/test_paper.py checks them against NumPy)."""
+@dataclass
+class Case:
+    """One operator to measure.
+
+    Attributes
+    ----------
+    group : str
+        Cases of a group share a primal, the reference of the ratios ('' for one
+        problem, the stencil's name for the paper's stencils).
+    role : str
+        'primal', 'derived adjoint', 'scatter adjoint', 'derived gradient', ...
+    build : callable
+        Makes the Operator, so that its construction is timed.
+    kwargs : dict
+        Arguments of ``op.apply``.
+    """
+
+    group: str
+    role: str
+    build: object
+    kwargs: dict
+
+    @property
+    def name(self):
+        return f'{self.group} {self.role}'.strip()
+
+
+@dataclass
+class Result:
+    """What :func:`measure` found for one case (times in s, memory in bytes)."""
+
+    case: Case
+    build: float = np.nan
+    compile: float = np.nan
+    cached: bool = False
+    times: dict = field(default_factory=dict)
+    cpu_share: dict = field(default_factory=dict)
+    extra_rss: dict = field(default_factory=dict)
+    fields: int = 0
+    grid_array: int = 0
+    skipped: str = ''
+
+
+# -- environment ----------------------------------------------------------------------
+
+def fresh_jit_cache():
+    """Point Devito's JIT caches at a new, empty directory, removed at exit.
+
+    Devito 4.8 keeps compiled operators in ``<tmp>/devito-jitcache-uid<uid>`` and
+    codepy's cache in ``<tmp>/devito-codepy-uid<uid>``, named by a hash of the
+    generated code; an Operator whose ``.so`` is already there is loaded, not compiled
+    (``jit-backdoor`` only recompiles a hand-edited source). Both directories are made
+    under ``tempfile.gettempdir()``, so a private temporary directory makes every
+    compile in this process a real one.
+
+    Returns
+    -------
+    Path
+        The new directory.
+    """
+    path = Path(tempfile.mkdtemp(prefix='perforad-bench-'))
+    tempfile.tempdir = str(path)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def warm_up_compiler():
+    """Build and compile a trivial operator, so that the first measured case does not
+    pay one-time costs (compiler detection, lazy imports, Devito's first lowering)."""
+    from devito import Eq, Function, Grid
+    f = Function(name='warm_up', grid=Grid(shape=(4,)))
+    _ = Operator(Eq(f, f + 1), name='WarmUp').cfunction
+
+
+def unbuffer_large_allocations():
+    """Make glibc return every large block to the OS when it is freed.
+
+    By default glibc raises its mmap threshold after a large block is freed, so a
+    temporary the operator frees could stay resident and be reused by the next run,
+    hiding it from the RSS measurement. A fixed threshold (``M_MMAP_THRESHOLD``)
+    keeps blocks above 128 KiB in their own mappings.
+    """
+    try:
+        ctypes.CDLL(None).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: measurements may under-report temporaries
+
+
+def rss():
+    """Resident set size of this process in bytes (``/proc/self/statm``)."""
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+class PeakRss:
+    """Context manager sampling the resident memory from a background thread.
+
+    ``extra`` is the peak resident memory seen inside the block minus the resident
+    memory at entry. ``op.apply`` runs the compiled code through ctypes, which releases
+    the GIL, so the sampler keeps running while the operator does.
+
+    Parameters
+    ----------
+    interval : float
+        Seconds between samples.
+    """
+
+    def __init__(self, interval=0.002):
+        self.interval = interval
+        self.base = self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss())
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self.base = self.peak = rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss())
+
+    @property
+    def extra(self):
+        return self.peak - self.base
+
+
+# -- problems -------------------------------------------------------------------------
+
+def paper_cases(shape, n3d, nt):
+    """The PerforAD paper's stencils (1D wave, 3D wave, 1D Burgers), float64: primal,
+    derived adjoint and scatter adjoint (tests/test_paper.py checks them against
+    NumPy).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The 1D grid (Burgers uses a quarter of it).
+    n3d : int
+        Points per side of the 3D wave's grid.
+    nt : int
+        Time steps.
+
+    Yields
+    ------
+    Case
+    """
     import sympy
     from devito import Eq, Grid
 
@@ -58,21 +249,31 @@ def paper_cases(shape, nt, **_):
         upwind = sympy.Max(u, 0) * (u - um) + sympy.Min(u, 0) * (up - u)
         return u, [Eq(u.forward, u - 0.2 * upwind + 0.05 * (up + um - 2 * u))]
 
-    # Static OpenMP scheduling for both (AdjointOperator's default): Devito would pick
+    # Static OpenMP scheduling for all (AdjointOperator's default): Devito would pick
     # schedule(dynamic, 1) for the Burgers primal, which is far slower on long 1D loops.
     kw = dict(opt=('advanced', {'par-dynamic-work': np.inf}))
     steps = dict(time_m=1, time_M=nt)
     for label, (u, primal) in [('1D wave', wave(shape[0], 1, 0.3)),
-                               ('3D wave', wave(160, 3, 0.1)),
+                               ('3D wave', wave(n3d, 3, 0.1)),
                                ('1D Burgers', burgers(shape[0] // 4))]:
         ub = adjoint_function(u)
-        yield (f'{label} primal', lambda p=primal: Operator(p, **kw), steps)
-        yield (f'{label} derived adjoint',
-               lambda p=primal, u=u, ub=ub: AdjointOperator(p, {u: ub}, **kw), steps)
+        yield Case(label, 'primal', lambda p=primal: Operator(p, **kw), steps)
+        yield Case(label, 'derived adjoint',
+                   lambda p=primal, u=u, ub=ub: AdjointOperator(p, {u: ub}, **kw), steps)
+        yield Case(label, 'scatter adjoint',
+                   lambda p=primal, u=u, ub=ub: AdjointOperator(p, {u: ub},
+                                                                mode='scatter', **kw),
+                   steps)
 
 
 def setup(shape, nbl, so, nt, dtype=np.float32):
-    """Devito's acoustic model with one source and a line of receivers."""
+    """Devito's acoustic model with one source and a line of receivers.
+
+    Returns
+    -------
+    model, geometry, iso_stencil
+        The model, its acquisition geometry and Devito's stencil function.
+    """
     from examples.seismic.acoustic.operators import iso_stencil
 
     from examples.seismic import AcquisitionGeometry, demo_model
@@ -93,11 +294,21 @@ def setup(shape, nbl, so, nt, dtype=np.float32):
     return model, geometry, iso_stencil
 
 
-def cases(model, geometry, iso_stencil, so):
-    """(name, build, apply kwargs) for every operator compared; ``build()`` makes the
-    Operator, so that its construction is timed with its compilation."""
+def acoustic_cases(shape, nbl, so, nt):
+    """Every operator compared on Devito's acoustic model.
+
+    Parameters
+    ----------
+    shape, nbl, so, nt
+        Interior grid, absorbing layer width, space order and time steps.
+
+    Yields
+    ------
+    Case
+    """
     from examples.seismic.acoustic import AcousticWaveSolver
 
+    model, geometry, iso_stencil = setup(shape, nbl, so, nt)
     grid, s = model.grid, model.grid.stepping_dim.spacing
     nt = geometry.nt
     kw = dict(subs=model.spacing_map, opt='advanced')
@@ -115,118 +326,536 @@ def cases(model, geometry, iso_stencil, so):
     recb = adjoint_function(rec)
     recb.data[:] = np.random.default_rng(0).standard_normal(recb.data.shape)
     vpb = adjoint_function(model.vp)
-    dt = model.critical_dt
     solver = AcousticWaveSolver(model, geometry, space_order=so)
     v = TimeFunction(name='v', grid=grid, time_order=2, space_order=so)
     grad = adjoint_function(model.vp, 'grad')
     srca = geometry.new_src(name='srca', src_type=None)
-    steps = dict(dt=dt, time_m=1, time_M=nt - 2)
-    yield 'primal', lambda: Operator(forward(u), name='Forward', **kw), steps
-    yield ('derived adjoint',
-           lambda: AdjointOperator(forward(u), {u: ub, rec: recb}, **kw), steps)
-    yield ('derived gradient',
-           lambda: AdjointOperator(forward(usave), {usave: ub, rec: recb, model.vp: vpb},
-                                   **kw), steps)
-    yield ("Devito's adjoint", solver.op_adj,
-           dict(rec=recb, v=v, srca=srca, vp=model.vp, **steps))
-    yield ("Devito's gradient", lambda: solver.op_grad(save=True),
-           dict(rec=recb, v=v, u=usave, grad=grad, vp=model.vp, **steps))
+    steps = dict(dt=model.critical_dt, time_m=1, time_M=nt - 2)
+    adjoints = {u: ub, rec: recb}
+    yield Case('', 'primal', lambda: Operator(forward(u), name='Forward', **kw), steps)
+    yield Case('', 'derived adjoint',
+               lambda: AdjointOperator(forward(u), adjoints, **kw), steps)
+    yield Case('', 'scatter adjoint',
+               lambda: AdjointOperator(forward(u), adjoints, mode='scatter', **kw),
+               steps)
+    yield Case('', 'derived gradient',
+               lambda: AdjointOperator(forward(usave),
+                                       {usave: ub, rec: recb, model.vp: vpb}, **kw),
+               steps)
+    yield Case('', "Devito's adjoint", solver.op_adj,
+               dict(rec=recb, v=v, srca=srca, vp=model.vp, **steps))
+    yield Case('', "Devito's gradient", lambda: solver.op_grad(save=True),
+               dict(rec=recb, v=v, u=usave, grad=grad, vp=model.vp, **steps))
 
 
-def measure(build, kwargs, threads, repeats):
+# -- measurement ----------------------------------------------------------------------
+
+def is_cached(op):
+    """Whether the compiled ``.so`` of ``op`` is already in Devito's JIT cache."""
+    compiler = op._compiler
+    return (compiler.get_jit_dir() / f'{op._soname}{compiler.so_ext}').exists()
+
+
+def compile_op(build):
+    """Build and JIT-compile an Operator.
+
+    Returns
+    -------
+    op, build_s, compile_s, cached
+        The Operator, the seconds spent constructing it (derivation and lowering) and
+        compiling it (code generation, C compiler, loading), and whether the compile
+        was a cache hit.
+    """
     t0 = time.perf_counter()
     op = build()
-    _ = op.cfunction  # JIT compile (or load from Devito's cache)
-    compile_time = time.perf_counter() - t0
-    timings = {}
+    t1 = time.perf_counter()
+    cached = is_cached(op)
+    _ = op.cfunction
+    return op, t1 - t0, time.perf_counter() - t1, cached
+
+
+def field_sizes(op, kwargs):
+    """Bytes of the fields ``op`` touches (halo included), and of one grid array.
+
+    Parameters
+    ----------
+    op : Operator
+    kwargs : dict
+        The ``apply`` arguments; a field passed there replaces the operator's own.
+
+    Returns
+    -------
+    total, grid_array : int
+        The sum over the operator's input functions of their allocated size, and the
+        size of one time level of its largest grid field (what a per-thread copy of a
+        full array would cost).
+    """
+    funcs = {f.name: f for f in op.input if getattr(f, 'is_DiscreteFunction', False)}
+    funcs.update({k: v for k, v in kwargs.items() if k in funcs})
+    total = sum(f.nbytes for f in funcs.values())
+    grid = [f.nbytes // f.shape_allocated[0] if f.is_TimeFunction else f.nbytes
+            for f in funcs.values() if not f.is_SparseFunction]
+    return total, max(grid, default=0)
+
+
+def thread_args(op, nthreads):
+    """``apply`` arguments running every parallel region of ``op`` on ``nthreads``.
+
+    Devito sizes the teams of sparse operations (``nthreads_nonaffine``) separately:
+    they would otherwise take every core even where ``nthreads=1``.
+    """
+    names = {p.name for p in op.parameters}
+    return {k: nthreads for k in ('nthreads', 'nthreads_nonaffine') if k in names}
+
+
+def cpu_seconds():
+    """User and system CPU time of this process, all threads, in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_runs(op, kwargs, nthreads, repeats):
+    """Time ``repeats`` runs after one warm-up run.
+
+    Returns
+    -------
+    wall, share : float
+        The median wall-clock seconds, and the median CPU share: CPU seconds over
+        ``nthreads`` times wall seconds. Well below 1 means other processes held the
+        cores during the run (OpenMP threads that spin at barriers can hide this with
+        several threads; with one it is exact).
+    """
+    op.apply(**thread_args(op, nthreads), **kwargs)  # warm-up (also allocates the fields)
+    walls, shares = [], []
+    for _ in range(repeats):
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        op.apply(**thread_args(op, nthreads), **kwargs)
+        wall = time.perf_counter() - t0
+        walls.append(wall)
+        shares.append((cpu_seconds() - c0) / (wall * nthreads))
+    return float(np.median(walls)), float(np.median(shares))
+
+
+def extra_memory(op, kwargs, nthreads):
+    """Peak resident memory during one run minus the resident memory before it."""
+    with PeakRss() as peak:
+        op.apply(**thread_args(op, nthreads), **kwargs)
+    return peak.extra
+
+
+def measure(case, threads, repeats):
+    """Build, compile, time and measure the memory of one case.
+
+    An optional case (:data:`OPTIONAL`) that fails to build or compile is returned
+    with ``skipped`` set instead of raising.
+
+    Returns
+    -------
+    Result
+    """
+    result = Result(case)
+    try:
+        op, result.build, result.compile, result.cached = compile_op(case.build)
+    except Exception as e:  # noqa: BLE001 - optional comparisons only
+        if case.role not in OPTIONAL:
+            raise
+        result.skipped = f'{type(e).__name__}: {str(e).splitlines()[0][:120]}'
+        print(f'{case.name}: skipped ({result.skipped})', flush=True)
+        return result
+    result.fields, result.grid_array = field_sizes(op, case.kwargs)
     for n in threads:
-        op.apply(nthreads=n, **kwargs)  # warm-up
-        runs = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            op.apply(nthreads=n, **kwargs)
-            runs.append(time.perf_counter() - t0)
-        timings[n] = float(np.median(runs))
-    return compile_time, timings
+        result.times[n], result.cpu_share[n] = time_runs(op, case.kwargs, n, repeats)
+        result.extra_rss[n] = extra_memory(op, case.kwargs, n)
+    print(f'{case.name}: build {result.build:.1f} s, compile {result.compile:.1f} s'
+          + ''.join(f', {n} thr {t:.3f} s (CPU share {result.cpu_share[n]:.2f}, '
+                    f'+{result.extra_rss[n] / MB:.1f} MB)'
+                    for n, t in result.times.items()), flush=True)
+    return result
 
 
-def report(problem, rows, threads, out):
-    base = {n: rows[0][2][n] for n in threads}
-    hand = {r[0]: r for r in rows}
-    paper = 'derived adjoint' not in hand
-    if paper:  # pairs: each adjoint against its own primal
-        for i in range(0, len(rows), 2):
-            base_i = rows[i][2]
-            rows[i + 1] = rows[i + 1][:2] + ({n: rows[i + 1][2][n] for n in threads},
-                                             rows[i + 1][3], base_i)
-            rows[i] = rows[i][:4] + (base_i,)
-    lines = [f"## {problem}", "",
-             "| operator | build + compile (s) | " + " | ".join(f"{n} thr (s) | x primal"
-                                                      for n in threads) + " |",
-             "|---|---|" + "---|---|" * len(threads)]
-    for name, compile_time, timings, _rss, *own in rows:
-        ref = own[0] if own else base
-        cells = " | ".join(f"{timings[n]:.3f} | {timings[n] / ref[n]:.2f}"
-                           for n in threads)
-        lines.append(f"| {name} | {compile_time:.1f} | {cells} |")
+RESULT_LINE = 'RESULT-JSON '
+
+
+def child_argv(problem, spec, args, name):
+    """Command line that measures the case ``name`` alone in a new interpreter."""
+    argv = [sys.executable, str(Path(__file__).resolve()), '--problem', problem,
+            '--child', name, '--repeats', str(args.repeats), '--jit-cache',
+            args.jit_cache, '--threads', *map(str, args.threads),
+            '--shape', *map(str, spec['shape']), '--nt', str(spec['nt'])]
+    return argv + (['--quick'] if args.quick else [])
+
+
+def measure_isolated(case, problem, spec, args):
+    """:func:`measure` one case in a child process, so that a crash (an OpenMP array
+    reduction overflowing a thread's stack, say) skips the case instead of ending the
+    benchmark.
+
+    Returns
+    -------
+    Result
+    """
+    proc = subprocess.run(child_argv(problem, spec, args, case.name),
+                          capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_LINE)]
+    result = Result(case)
+    if proc.returncode or not lines:
+        rc = proc.returncode
+        why = (f'crashed ({signal.Signals(-rc).name})' if rc < 0 else
+               (proc.stderr.strip().splitlines() or [f'exit status {rc}'])[-1][:160])
+        result.skipped = f'child process: {why}'
+        print(f'{case.name}: skipped ({result.skipped})', flush=True)
+        return result
+    data = json.loads(lines[-1][len(RESULT_LINE):])
+    for key in ('times', 'cpu_share', 'extra_rss'):
+        data[key] = {int(n): v for n, v in data[key].items()}
+    vars(result).update(data)
+    print('\n'.join(ln for ln in proc.stdout.splitlines() if ln.startswith(case.name)),
+          flush=True)
+    return result
+
+
+def as_json(result):
+    """The measured numbers of ``result`` as one JSON line (for the parent process)."""
+    data = {k: v for k, v in vars(result).items() if k != 'case'}
+    return RESULT_LINE + json.dumps(data)
+
+
+# -- report ---------------------------------------------------------------------------
+
+def groups(results):
+    """Measured results by group, in order, with each group's primal.
+
+    Returns
+    -------
+    dict
+        ``{group: (primal Result, [Result, ...])}``.
+    """
+    out = {}
+    for r in results:
+        if not r.skipped:
+            out.setdefault(r.case.group, []).append(r)
+    return {g: (next(r for r in rs if r.case.role == 'primal'), rs)
+            for g, rs in out.items()}
+
+
+def table(results, threads):
+    """The markdown table: times, ratios to the group's primal, compile and memory."""
+    head = (['operator', 'build (s)', 'JIT compile (s)']
+            + [c for n in threads for c in (f'{n} thr (s)', 'x primal', 'CPU share')]
+            + ['fields (MB)'] + [f'extra RSS, {n} thr (MB)' for n in threads])
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for primal, rs in groups(results).values():
+        for r in rs:
+            cells = ([r.case.name, f'{r.build:.1f}',
+                      f'{r.compile:.1f}' + (' (cached)' if r.cached else '')]
+                     + [c for n in threads for c in
+                        (f'{r.times[n]:.3f}', f'{r.times[n] / primal.times[n]:.2f}',
+                         f'{r.cpu_share[n]:.2f}')]
+                     + [f'{r.fields / MB:.1f}']
+                     + [f'{r.extra_rss[n] / MB:.1f}' for n in threads])
+            lines.append('| ' + ' | '.join(cells) + ' |')
+    return lines
+
+
+def ratio(rs, num, den, attr, n=None):
+    """``num / den`` of a Result attribute for two roles, or None where either is
+    missing (or, for compile times, was a cache hit)."""
+    by_role = {r.case.role: r for r in rs}
+    if num not in by_role or den not in by_role:
+        return None
+    if attr == 'compile' and (by_role[num].cached or by_role[den].cached):
+        return None  # a cache hit is no compile time
+    a, b = getattr(by_role[num], attr), getattr(by_role[den], attr)
+    return (a[n] / b[n]) if n is not None else a / b
+
+
+def summary(results, threads):
+    """One line per group: the ratios the issue's targets are about."""
     n = threads[-1]
-    if paper:
-        lines.append("")
-    else:
-        lines += ["", f"At {n} threads: derived adjoint / primal = "
-              f"{hand['derived adjoint'][2][n] / base[n]:.2f}; derived gradient / "
-              f"Devito's gradient = "
-              f"{hand['derived gradient'][2][n] / hand[HAND_GRADIENT][2][n]:.2f}.", ""]
-    name = 'results_paper' if paper else 'results'
-    (out / f'{name}.md').write_text("\n".join(lines))
-    print("\n".join(lines))
+    lines = []
+    for group, (_, rs) in groups(results).items():
+        parts = []
+        for label, num, den, attr, k in [
+                ('derived adjoint / primal', 'derived adjoint', 'primal', 'times', n),
+                ('scatter adjoint / primal', 'scatter adjoint', 'primal', 'times', n),
+                ('scatter / derived adjoint', 'scatter adjoint', 'derived adjoint',
+                 'times', n),
+                ("derived gradient / Devito's gradient", 'derived gradient',
+                 "Devito's gradient", 'times', n),
+                ("derived adjoint / Devito's adjoint", 'derived adjoint',
+                 "Devito's adjoint", 'times', n),
+                ('JIT compile, derived adjoint / primal', 'derived adjoint', 'primal',
+                 'compile', None),
+                ('build, derived adjoint / primal', 'derived adjoint', 'primal', 'build',
+                 None)]:
+            value = ratio(rs, num, den, attr, k)
+            if value is not None:
+                parts.append(f'{label} = {value:.2f}')
+        mem = max(r.extra_rss[m] for r in rs for m in threads)
+        grid = max(r.grid_array for r in rs)
+        parts.append(f'largest extra RSS during a run = {mem / MB:.1f} MB, one grid '
+                     f'array = {grid / MB:.1f} MB')
+        lines.append(f'- {group or "ratios"} (at {n} threads): ' + '; '.join(parts)
+                     + '.')
+    return lines
+
+
+def notes(results):
+    """Lines for skipped cases and cache hits."""
+    lines = [f'- {r.case.name}: not measured ({r.skipped}).'
+             for r in results if r.skipped]
+    if any(r.cached for r in results if not r.skipped):
+        lines.append('- (cached): the compiled operator was found in the JIT cache.')
+    return lines
+
+
+def write_markdown(title, results, threads, path, context=()):
+    """Write the table, the summary and the notes; return the text.
+
+    ``context`` holds extra lines for the notes (machine load, cache).
+    """
+    text = '\n'.join(
+        [f'## {title}', ''] + table(results, threads) + [''] + summary(results, threads)
+        + notes(results) + [f'- {line}' for line in context]
+        + ['', FOOTNOTE, ''])
+    path.write_text(text)
+    return text
+
+
+def pyplot():
+    """matplotlib.pyplot with the file-only backend."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    names = [r[0] for r in rows]
+    plt.rcParams.update({'font.size': 8, 'axes.titlesize': 8})
+    return plt
+
+
+def threads_label(n):
+    """'1 thread', '2 threads', ..."""
+    return f'{n} thread' + 's' * (n > 1)
+
+
+def plot_times(title, results, threads, path):
+    """Bar chart: median run time of every case at every thread count."""
+    plt = pyplot()
+    rs = [r for r in results if not r.skipped]
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(rs)), 3.8))
     width = 0.8 / len(threads)
     for i, n in enumerate(threads):
-        ax.bar(np.arange(len(rows)) + i * width, [r[2][n] for r in rows], width,
-               label=f'{n} threads')
-    ax.set_xticks(np.arange(len(rows)) + 0.4 - width / 2, names, rotation=20, ha='right')
+        ax.bar(np.arange(len(rs)) + i * width, [r.times[n] for r in rs], width,
+               label=threads_label(n))
+    ax.set_xticks(np.arange(len(rs)) + 0.4 - width / 2, [r.case.name for r in rs],
+                  rotation=25, ha='right')
     ax.set_ylabel('time (s)')
-    ax.set_title(f'{problem}: median run time')
+    ax.set_title(f'{title}: median run time', fontsize=9)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / f'{name}.png', dpi=120)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
-def main():
+def log_axes(ax, threads):
+    """Log-log axes with plain numbers: the thread counts on x, seconds on y."""
+    from matplotlib.ticker import FormatStrFormatter, NullLocator
+    ax.set_xscale('log')
+    ax.set_yscale('log')
+    ax.set_xticks(threads, [str(n) for n in threads])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(FormatStrFormatter('%.3g'))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter('%.3g'))
+
+
+def plot_threads(title, results, threads, path):
+    """Thread scaling, log-log: one panel per group, one line per case, with ideal
+    scaling of the primal dotted."""
+    plt = pyplot()
+    gs = groups(results)
+    fig, axes = plt.subplots(1, len(gs), figsize=(4.5 * len(gs), 3.8), squeeze=False)
+    for ax, (group, (primal, rs)) in zip(axes[0], gs.items(), strict=True):
+        for r in rs:
+            ax.plot(threads, [r.times[n] for n in threads], 'o-', label=r.case.role)
+        t1 = primal.times[threads[0]] * threads[0]
+        ax.plot(threads, [t1 / n for n in threads], 'k:', label='ideal (primal)')
+        log_axes(ax, threads)
+        ax.set_xlabel('threads')
+        ax.set_ylabel('time (s)')
+        ax.set_title(group or title, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_compile(title, results, path):
+    """Horizontal stacked bars: build and JIT compile time of every case."""
+    plt = pyplot()
+    rs = [r for r in results if not r.skipped][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rs) + 1.2))
+    y = np.arange(len(rs))
+    builds = [r.build for r in rs]
+    ax.barh(y, builds, label='build (derivation, lowering)')
+    ax.barh(y, [r.compile for r in rs], left=builds, label='JIT compile (C compiler)')
+    ax.set_yticks(y, [r.case.name for r in rs], fontsize=8)
+    ax.set_xlabel('time (s)')
+    ax.set_title(f'{title}: build and compile', fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_memory(title, results, threads, path):
+    """Bars per case: fields' size, and extra resident memory during a run per thread
+    count, against the size of one full grid array."""
+    plt = pyplot()
+    rs = [r for r in results if not r.skipped][::-1]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.35 * len(rs) + 1.4),
+                                      sharey=True)
+    y = np.arange(len(rs))
+    left.bar_label(left.barh(y, [r.fields / MB for r in rs], color='grey'),
+                   fmt='%.1f', fontsize=7)
+    left.margins(x=0.15)
+    left.set_yticks(y, [r.case.name for r in rs], fontsize=8)
+    left.set_xlabel('fields (MB)')
+    height = 0.8 / len(threads)
+    for i, n in enumerate(threads):
+        bars = right.barh(y + i * height - 0.4 + height / 2,
+                          [r.extra_rss[n] / MB for r in rs], height,
+                          label=threads_label(n))
+        right.bar_label(bars, fmt='%.1f', fontsize=6)
+    grid = max(r.grid_array for r in rs) / MB
+    right.axvline(grid, color='k', ls=':', label=f'one grid array ({grid:.1f} MB)')
+    right.set_xlabel('extra resident memory during a run (MB)')
+    right.legend(fontsize=7)
+    fig.suptitle(f'{title}: memory', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(title, results, threads, out, name, context=()):
+    """Write ``name.md`` and the plots to ``out``; print the table."""
+    print(write_markdown(title, results, threads, out / f'{name}.md', context))
+    title = title.split(' {')[0]  # the sizes are in the markdown
+    plot_times(title, results, threads, out / f'{name}.png')
+    plot_threads(title, results, threads, out / f'{name}_threads.png')
+    plot_compile(title, results, out / f'{name}_compile.png')
+    plot_memory(title, results, threads, out / f'{name}_memory.png')
+
+
+# -- driver ---------------------------------------------------------------------------
+
+def revision():
+    """The git commit of the package, marked where ``devito_perforad/`` has changes."""
+    import subprocess
+    try:
+        head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', 'devito_perforad'],
+                               check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown'
+    return head + (' with uncommitted changes in devito_perforad/' if dirty else '')
+
+
+def priority():
+    """The scheduling niceness of this process (and of its autogroup), as text."""
+    try:
+        group = Path('/proc/self/autogroup').read_text().split()[-1]
+    except (OSError, IndexError):
+        return f'nice {os.nice(0)}'
+    return f'nice {os.nice(0)}, autogroup nice {group}'
+
+
+def load():
+    """The 1-minute load average and the number of CPUs, as text."""
+    return f'{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs'
+
+
+def problem_cases(problem, spec):
+    """The cases of ``problem`` at the sizes ``spec``, and the problem's label."""
+    if problem == 'paper':
+        return paper_cases(**spec), 'PerforAD paper stencils'
+    return acoustic_cases(**spec), 'acoustic'
+
+
+def run_problem(problem, spec, args):
+    """Measure every case of one problem and write its results.
+
+    Optional cases run in a child process (:func:`measure_isolated`); with
+    ``args.child`` set, this process is that child: it measures only the case of that
+    name and prints its numbers instead of writing results.
+    """
+    cases, label = problem_cases(problem, spec)
+    if args.child:
+        case = next(c for c in cases if c.name == args.child)
+        print(as_json(measure(case, args.threads, args.repeats)), flush=True)
+        return
+    start, rev, t0 = load(), revision(), time.perf_counter()
+    results = [measure_isolated(case, problem, spec, args) if case.role in OPTIONAL
+               else measure(case, args.threads, args.repeats) for case in cases]
+    context = [f'Package at {rev}; {priority()}.',
+               f'Load average {start} at the start, {load()} at the end; '
+               f'{time.perf_counter() - t0:.0f} s in all; median of {args.repeats} '
+               'runs.', CACHE_NOTE[args.jit_cache],
+               f'{", ".join(OPTIONAL)}: measured in a child process each (same '
+               'steps), so that a crash cannot end the benchmark.']
+    report(f'{problem} {label} {spec}', results, args.threads, args.out,
+           OUTPUT[problem], context)
+
+
+def parse_args(argv=None):
+    """Command-line arguments, with the problem list and sizes resolved."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--problem', choices=list(PROBLEMS), default='2d')
+    parser.add_argument('--problem', nargs='+', choices=[*PROBLEMS, 'all'],
+                        help="problems to run (default: 2d; 2d and paper with "
+                        "--quick, which covers every code path; 'all' adds 3d)")
     parser.add_argument('--threads', type=int, nargs='+',
                         default=[1, min(2, os.cpu_count())])
     parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--quick', action='store_true',
+                        help='tiny sizes and one repeat: a smoke test of the harness')
     parser.add_argument('--shape', type=int, nargs='+', help='override the grid shape')
     parser.add_argument('--nt', type=int, help='override the number of time steps')
-    parser.add_argument('--out', type=Path, default=Path('benchmarks/results'))
-    args = parser.parse_args()
-    spec = dict(PROBLEMS[args.problem])
-    if args.shape:
-        spec['shape'] = tuple(args.shape)
-    if args.nt:
-        spec['nt'] = args.nt
-    args.out.mkdir(parents=True, exist_ok=True)
-    if args.problem == 'paper':
-        builders = list(paper_cases(**spec))
-    else:
-        model, geometry, iso = setup(**spec)
-        builders = list(cases(model, geometry, iso, spec['so']))
-    rows = []
-    for name, build, kwargs in builders:
-        compile_time, timings = measure(build, kwargs, args.threads, args.repeats)
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        rows.append((name, compile_time, timings, rss))
-        print(f"{name}: compile {compile_time:.1f} s, " +
-              ", ".join(f"{n} thr {t:.3f} s" for n, t in timings.items()), flush=True)
-    label = "PerforAD paper stencils" if args.problem == "paper" else "acoustic"
-    report(f"{args.problem} {label} {spec}", rows, args.threads, args.out)
+    parser.add_argument('--out', type=Path, help='output directory (default: '
+                        'benchmarks/results, or a temporary one with --quick)')
+    parser.add_argument('--jit-cache', choices=['fresh', 'keep'],
+                        help="'fresh' (default): compile every operator into an empty "
+                        "cache, so that compile times are real; 'keep' (default with "
+                        "--quick): use Devito's cache, whose hits are marked (cached)")
+    parser.add_argument('--child', help=argparse.SUPPRESS)  # see run_problem
+    args = parser.parse_args(argv)
+    problems = args.problem or (['2d', 'paper'] if args.quick else ['2d'])
+    args.problem = list(PROBLEMS) if 'all' in problems else list(dict.fromkeys(problems))
+    if (args.shape or args.nt or args.child) and len(args.problem) > 1:
+        parser.error('--shape and --nt need a single --problem')
+    if args.quick:
+        args.repeats = 1
+    args.jit_cache = args.jit_cache or ('keep' if args.quick else 'fresh')
+    if args.out is None and not args.child:
+        args.out = (Path(tempfile.mkdtemp(prefix='perforad-quick-')) if args.quick
+                    else Path('benchmarks/results'))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not args.child:
+        args.out.mkdir(parents=True, exist_ok=True)
+    if args.jit_cache == 'fresh':
+        fresh_jit_cache()
+    unbuffer_large_allocations()
+    warm_up_compiler()
+    for problem in args.problem:
+        spec = dict((QUICK if args.quick else PROBLEMS)[problem])
+        if args.shape:
+            spec['shape'] = tuple(args.shape)
+        if args.nt:
+            spec['nt'] = args.nt
+        run_problem(problem, spec, args)
+    if not args.child:
+        print(f'results in {args.out}')
 
 
 if __name__ == '__main__':
