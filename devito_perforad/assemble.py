@@ -34,8 +34,8 @@ from devito import Eq, Function, Operator, SparseFunction, TimeFunction, configu
 from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
 
-from .access import analyse, at_offsets, space_offsets
-from .differentiate import partials, pointwise_factor, through_write
+from .access import access_of, analyse, at_offsets, space_offsets
+from .differentiate import cancelled, partials, pointwise_factor, through_write
 from .errors import AdjointError, located
 from .fields import check_adjoints, check_primal_values, check_window, is_saved
 from .region import (
@@ -141,8 +141,29 @@ def AdjointOperator(expressions, adjoints, mode='gather', checkpointing=False,  
         from .checkpoint import CheckpointedAdjoint
         return CheckpointedAdjoint(expressions, adjoints, n_checkpoints, **kwargs)
     kwargs.setdefault('name', 'Adjoint')
+    kwargs = mpi_options(kwargs)
     return Operator(adjoint(expressions, adjoints, kwargs.get('subs'), mode),
                     **static_schedule(kwargs))
+
+
+def mpi_options(kwargs):
+    """Under MPI, keep Devito's halo exchanges where the adjoint reads them.
+
+    Devito 4.8.23 optimises the placement of halo exchanges (``opt-comms``:
+    ``optimize_halospots`` merges and hoists them). On adjoint operators this fails
+    in two ways: with ``DEVITO_MPI=overlap``, ``overlap2`` or ``full`` the build stops
+    (``AssertionError`` in ``create_call_graph``; one level assigned on the core and
+    shell SubDomains is enough), and in every mode the exchange of a saved level
+    ``ub[time + 1]`` can be hoisted before the time loop with its index ``time + 1``
+    (C error ``'time' undeclared``). ``opt-comms=False`` avoids both, unless the
+    caller chose.
+    """
+    if not configuration['mpi']:
+        return kwargs
+    opt = kwargs.get('opt', configuration['opt'])
+    mode, options = (opt, {}) if isinstance(opt, str) else (opt[0], dict(opt[1]))
+    options.setdefault('opt-comms', False)
+    return dict(kwargs, opt=(mode, options))
 
 
 def static_schedule(kwargs):
@@ -416,7 +437,8 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
                     continue
                 if checkpointed:
                     check_window(stmt, d, term.step, program)
-                node.raw.append((stmt, term, d * seed, conditions,
+                base = cancelled(d * seed) if node.field in params else d * seed
+                node.raw.append((stmt, term, base, conditions,
                                  not _reads_primal_history(d), a))
                 node.reads.add((stmt.write.field, term.step + stmt.write.time))
         if mode == 'gather' or node.guard is not None:
@@ -445,8 +467,8 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
             elif node.guard is None:
                 eqs += _updates(own, keep, node.terms, grid, scale)
             else:  # runs once: no need to split
-                eqs.append(_once(Eq(own, keep + scale * guarded(node.terms)), time,
-                                 node.guard))
+                copies, rhs = _level_copies(keep + scale * guarded(node.terms), grid)
+                eqs += [_once(e, time, node.guard) for e in copies + [Eq(own, rhs)]]
         if node.guard is None:
             eqs += [build(target, expr) for build, target, expr in node.sparse]
         else:
@@ -561,7 +583,7 @@ def _gather_terms(node, grid):
     for entry in node.raw:
         stmt, term, base, conditions, safe, _ = entry
         if not (safe and node.guard is None):
-            groups[id(entry)].append((sympy.S.One, base, entry))
+            groups[id(entry)].append((*_coefficient(base, grid), entry))
             continue
         for part in sympy.Add.make_args(sympy.expand(base)):
             coeff, rest = part.as_independent(*retrieve_functions(part), as_Add=False)
@@ -599,11 +621,54 @@ def _gather_terms(node, grid):
         node.terms += _factored(factor, terms)
 
 
+def _level_copies(expr, grid):
+    """Read the time levels ``expr`` reads at neighbouring points through copies.
+
+    An update that runs once, before or after the time loop, writes one level of an
+    adjoint TimeFunction and reads another level of it at neighbouring points. Under
+    MPI, Devito 4.8.23 then exchanges the TimeFunction's halo over its whole time
+    extent outside the loop, which only ``DEVITO_MPI=basic`` generates (``diag2``,
+    ``overlap2`` and ``full`` fail to build the exchange, ``diag`` and ``overlap`` to
+    compile it). A pointwise copy of the level into a time-free ``Function`` reads no
+    halo, and the copy's halo exchange works in every mode.
+
+    Returns the copy equations and ``expr`` reading the copies; serially (one rank)
+    no copies and ``expr`` itself, so the run needs no extra array.
+    """
+    distributor = grid.distributor
+    if distributor is None or distributor.nprocs == 1:
+        return [], expr
+    copies, mapping = {}, {}
+    for app in retrieve_functions(expr, mode='unique'):
+        f = app.function
+        if not isinstance(f, TimeFunction):
+            continue
+        a = access_of(app)
+        if not any(a.space):
+            continue
+        if (f, a.time) not in copies:
+            c = Function(name=f'{f.name}_l{next(_temps)}', grid=grid,
+                         space_order=f.space_order, dtype=f.dtype)
+            copies[(f, a.time)] = (c, Eq(c, at_offsets(f, time=a.time)))
+        mapping[app] = at_offsets(copies[(f, a.time)][0], space=a.space)
+    return [eq for _, eq in copies.values()], expr.xreplace(mapping)
+
+
 def _factored(factor, terms):
     """``factor * term`` for each term, the unconditional ones summed under one factor."""
     bare = [expr for conditions, expr in terms if not conditions]
     out = [(conditions, factor * expr) for conditions, expr in terms if conditions]
     return out + ([([], factor * sympy.Add(*bare))] if bare else [])
+
+
+def _coefficient(expr, grid):
+    """``(c, rest)`` with ``expr == c * rest`` and ``c`` a constant factor, free of
+    fields and of the grid's dimensions (so that shifting ``rest`` shifts ``expr``)."""
+    coeff, rest = expr.as_independent(*retrieve_functions(expr), as_Add=False)
+    dims = set(grid.dimensions) | {grid.time_dim, grid.stepping_dim}
+    if coeff.free_symbols & dims:
+        return sympy.S.One, expr
+    return coeff, rest
 
 
 def _bare_seed(expr, stmt):

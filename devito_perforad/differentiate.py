@@ -27,7 +27,7 @@ from devito.types.basic import AbstractFunction
 
 from .region import Select
 
-__all__ = ['partials', 'plain', 'through_write', 'pointwise_factor']
+__all__ = ['partials', 'plain', 'through_write', 'pointwise_factor', 'cancelled']
 
 
 def plain(expr):
@@ -196,3 +196,44 @@ def _pointwise(expr):
     apps = [a for a in expr.atoms(AbstractFunction)]
     return bool(apps) and all(not isinstance(a.function, TimeFunction)
                               and not any(access_of(a).space) for a in apps)
+
+
+def cancelled(expr, limit=400):
+    """``expr`` as one cancelled rational function, where it reads only the iteration
+    point and that is cheaper.
+
+    A parameter's partial through a saved write, times the scaled adjoint seed
+    ``yb_s / K``, is a rational function of values at the iteration point in which
+    most terms cancel: for the damped wave equation the ``vp`` gradient's
+    ``K (2 u[t] - u[t-1] - u[t+1]) / dt**2 * (-2 / vp**3) * yb_s / K`` becomes
+    ``2 (u[t+1] - 2 u[t] + u[t-1]) yb_s / (dt**2 vp**3)``, the hand-written
+    gradient's ``u * v.dt2`` with the chain rule to ``vp``. Field values are
+    treated as symbols; ``sympy.cancel`` then ``sympy.factor`` do the algebra, which
+    is exact (the generated code rounds differently). Expressions with branches
+    (``Select``, ``Max``, ``Min``), reads off the iteration point, more than ``limit``
+    operations, or that do not get shorter are returned unchanged.
+
+    Examples
+    --------
+    >>> from devito import Grid, Function
+    >>> grid = Grid(shape=(5,))
+    >>> f, g = Function(name='f', grid=grid), Function(name='g', grid=grid)
+    >>> cancelled((f / (g + 1) + f * g / (g + 1)) * g)
+    f(x)*g(x)
+    """
+    from devito.symbolics import retrieve_functions
+
+    from .access import access_of
+    if expr.has(Select, sympy.Piecewise, sympy.Max, sympy.Min, sympy.Abs,
+                sympy.Heaviside, sympy.sign):
+        return expr
+    apps = retrieve_functions(expr, mode='unique')
+    if not apps or any(any(access_of(a).space) for a in apps):
+        return expr
+    before = sympy.count_ops(expr)
+    if before > limit:
+        return expr
+    symbols = {a: sympy.Dummy(a.function.name) for a in apps}
+    back = {s: a for a, s in symbols.items()}
+    new = sympy.factor(sympy.cancel(expr.xreplace(symbols))).xreplace(back)
+    return new if sympy.count_ops(new) < before else expr

@@ -32,8 +32,8 @@ def adjoint_function(f, name=None):
         raise AdjointError(f"`{f}` is a {type(f).__name__}; adjoint_function makes "
                            "adjoints of Function, TimeFunction and sparse functions.")
     if isinstance(f, SparseFunction):
-        kwargs = dict(name=name or f'{f.name}_b', grid=f.grid, npoint=f.npoint,
-                      coordinates=f.coordinates.data, dtype=f.dtype,
+        kwargs = dict(name=name or f'{f.name}_b', grid=f.grid, npoint=f.npoint_global,
+                      coordinates=_global_coordinates(f), dtype=f.dtype,
                       interpolation=f.interpolation, r=f.r)
         if isinstance(f, SparseTimeFunction):
             return SparseTimeFunction(nt=f.nt, **kwargs)
@@ -43,6 +43,20 @@ def adjoint_function(f, name=None):
     if isinstance(f, TimeFunction):
         return TimeFunction(time_order=f.time_order, save=f.save, **kwargs)
     return Function(**kwargs)
+
+
+def _global_coordinates(f):
+    """The coordinates of all of ``f``'s points, on every rank.
+
+    Under MPI ``f.npoint`` and ``f.coordinates.data`` hold only this rank's chunk of the
+    points (Devito splits them into contiguous chunks, in rank order); a new sparse
+    function takes the global count and coordinates and splits them the same way.
+    """
+    local = np.array(f.coordinates.data._local)
+    distributor = f.grid.distributor
+    if distributor.nprocs == 1:
+        return local
+    return np.concatenate(distributor.comm.allgather(local), axis=0)
 
 
 def _kind(f):

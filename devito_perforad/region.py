@@ -34,8 +34,8 @@ from .access import at_offsets
 from .fields import is_saved
 
 __all__ = ['Select', 'space_conditions', 'time_conditions', 'guarded', 'subdomain_bounds',
-           'Box', 'domain_edge', 'split', 'unguarded', 'top_written_levels', 'seed_mask',
-           'covers_domain', 'run_range', 'run_edge']
+           'domain_bounds', 'Box', 'domain_edge', 'split', 'unguarded',
+           'top_written_levels', 'seed_mask', 'covers_domain', 'run_range', 'run_edge']
 
 
 class Select(InlineIf):
@@ -63,6 +63,36 @@ class Select(InlineIf):
                       sympy.diff(self.false_expr, s))
 
 
+_edges = {}
+_edge_roles = {}
+
+
+def domain_bounds(grid, d):
+    """The indices of the domain's first and last points along ``d`` in generated code.
+
+    Serially these are the loop bounds ``x_m`` and ``x_M``. Under MPI (more than one
+    rank) ``x_m`` and ``x_M`` bound the rank's own part of the domain, in local indices,
+    so a guard such as ``x - 1 >= x_m`` would also cut every boundary between ranks.
+    The domain's edges are then two integer ``Constant``s whose values are the local
+    indices of the global first and last points: the same code on every rank,
+    different values.
+    """
+    distributor = grid.distributor
+    if distributor is None or distributor.nprocs == 1 or not grid.is_distributed(d):
+        return d.symbolic_min, d.symbolic_max
+    key = (id(grid), d)
+    if key not in _edges:
+        decomposition = distributor.decomposition[d]
+        start = decomposition.loc_abs_min - decomposition.glb_min  # global index of 0
+        last = decomposition.glb_max - decomposition.glb_min
+        n = len(_edges)
+        lo = Constant(name=f'{d.name}_first{n}', dtype=np.int32, value=-start)
+        hi = Constant(name=f'{d.name}_last{n}', dtype=np.int32, value=last - start)
+        _edges[key] = (lo, hi, grid)  # holding the grid keeps its id unique
+        _edge_roles[lo], _edge_roles[hi] = (d, 'left'), (d, 'right')
+    return _edges[key][:2]
+
+
 def subdomain_bounds(grid, subdomain):
     """Per space dimension, the ``(lo, hi)`` index bounds of a primal's region.
 
@@ -75,15 +105,16 @@ def subdomain_bounds(grid, subdomain):
     bounds = {}
     for d in dims:
         v = spec.get(d, d)
+        first, last = domain_bounds(grid, d)
         if v is d:
             bounds[d] = (None, None)
         elif v[0] == 'middle':
-            bounds[d] = (d.symbolic_min + v[1] if v[1] else None,
-                         d.symbolic_max - v[2] if v[2] else None)
+            bounds[d] = (first + v[1] if v[1] else None,
+                         last - v[2] if v[2] else None)
         elif v[0] == 'left':
-            bounds[d] = (None, d.symbolic_min + v[1] - 1)
+            bounds[d] = (None, first + v[1] - 1)
         elif v[0] == 'right':
-            bounds[d] = (d.symbolic_max - v[1] + 1, None)
+            bounds[d] = (last - v[1] + 1, None)
         else:  # pragma: no cover - devito validates SubDomain.define itself
             raise ValueError(f"Unknown SubDomain spec {v} for {d}")
     return bounds
@@ -104,15 +135,16 @@ def space_conditions(grid, subdomain, shift):
     bounds = subdomain_bounds(grid, subdomain)
     for d, k in zip(grid.dimensions, shift, strict=True):
         lo, hi = bounds[d]
+        first, last = domain_bounds(grid, d)
         p = d + k
         if lo is not None:
             conditions.append(sympy.Ge(p, lo))
         elif k < 0:
-            conditions.append(sympy.Ge(p, d.symbolic_min))
+            conditions.append(sympy.Ge(p, first))
         if hi is not None:
             conditions.append(sympy.Le(p, hi))
         elif k > 0:
-            conditions.append(sympy.Le(p, d.symbolic_max))
+            conditions.append(sympy.Le(p, last))
     return conditions
 
 
@@ -224,9 +256,12 @@ def domain_edge(condition):
         k = condition.lhs - d
         if not k.is_Integer:
             return None
-        if isinstance(condition, sympy.GreaterThan) and condition.rhs == d.symbolic_min:
+        rhs = condition.rhs
+        if isinstance(condition, sympy.GreaterThan) and (
+                rhs == d.symbolic_min or _edge_roles.get(rhs) == (d, 'left')):
             return (d, 'left', -int(k))
-        if isinstance(condition, sympy.LessThan) and condition.rhs == d.symbolic_max:
+        if isinstance(condition, sympy.LessThan) and (
+                rhs == d.symbolic_max or _edge_roles.get(rhs) == (d, 'right')):
             return (d, 'right', int(k))
     return None
 

@@ -6,7 +6,13 @@ from conftest import make_grid
 from devito import Eq, Function, Operator, TimeFunction
 
 from devito_perforad.access import analyse
-from devito_perforad.differentiate import partials, plain, through_write
+from devito_perforad.differentiate import (
+    cancelled,
+    partials,
+    plain,
+    pointwise_factor,
+    through_write,
+)
 from devito_perforad.region import Select
 
 
@@ -85,3 +91,36 @@ def test_through_write_refuses_other_forms():
     stmt, m = _wave(lambda u, m, damp: u + m * u.dx ** 2)
     (a, _), = partials(stmt, {m})
     assert through_write(stmt, a, stmt.write.expr) is None
+
+
+def test_cancelled_is_the_same_function_with_fewer_operations():
+    """The wave equation's gradient through the saved write, times the scaled seed
+    ``yb_s / K``: ``K`` and the stencil's centre cancel, leaving the discrete
+    ``u.dt2 * yb_s`` the hand-written gradient computes."""
+    from devito import solve
+    from devito.symbolics import retrieve_functions
+    stmt, m = _wave(lambda u, m, damp: solve(m * u.dt2 - u.laplace + damp * u.dt,
+                                             u.forward))
+    (a, _), = partials(stmt, {m})
+    new, _ = through_write(stmt, a, stmt.write.expr)
+    seed = TimeFunction(name='ub', grid=m.grid, space_order=4, time_order=2).forward
+    expr = new * sympy.Mul(seed, 1 / pointwise_factor(stmt))
+    simple = cancelled(expr)
+    assert sympy.count_ops(simple) < sympy.count_ops(expr) / 2
+    assert 'damp' not in {f.function.name for f in retrieve_functions(simple)}
+    rng = np.random.default_rng(0)
+    values = {f: rng.random() + 0.5 for f in retrieve_functions(expr, mode='unique')}
+    values.update({s: rng.random() + 0.5 for s in expr.free_symbols})
+    assert abs(float((expr - simple).xreplace(values))) < 1e-12 * abs(
+        float(expr.xreplace(values)))
+
+
+def test_cancelled_leaves_branches_and_neighbours_alone():
+    grid = make_grid(1)
+    x = grid.dimensions[0]
+    f, g = (Function(name=n, grid=grid) for n in 'fg')
+    branchy = sympy.Max(f, 0) * (g + g * f) / (1 + f)
+    assert cancelled(branchy) is branchy
+    neighbours = (f.shift(x, x.spacing) + f.shift(x, x.spacing) * g) / (1 + g)
+    assert cancelled(neighbours) is neighbours
+    assert cancelled((f + f * g) / (1 + g)) == f
