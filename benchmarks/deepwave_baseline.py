@@ -6,6 +6,9 @@ root::
 
     python benchmarks/deepwave_baseline.py       # 801^2 + 20-cell PML, 1350 steps
 
+``benchmarks/run.py`` measures the same functions (:func:`functions`) next to the
+Devito operators when deepwave is installed.
+
 The velocity model is the benchmark's own: Devito's ``demo_model('layers-isotropic',
 nlayers=4)`` (four flat layers, 1.5 to 3.5 km/s), whose interior is passed to deepwave
 unchanged, and ``dt`` is that model's ``critical_dt``. One Ricker source (10 Hz, peak at
@@ -43,24 +46,33 @@ def setup(n, nbl):
     return vp, float(model.critical_dt) / 1000  # ms -> s
 
 
-def main():
+def functions(n, nbl, nt, threads=None):
+    """deepwave's forward model and its forward + backward on the benchmark's problem.
+
+    Parameters
+    ----------
+    n : int
+        Interior points per side.
+    nbl : int
+        PML width (cells).
+    nt : int
+        Time steps.
+    threads : int, optional
+        torch's thread count (default: the CPUs this process may run on).
+
+    Returns
+    -------
+    dict
+        ``{'forward': f, 'gradient': g}``, functions of no argument: the receiver data,
+        and the gradient of half its squared norm with respect to the velocity.
+    """
+    import os
+
     import deepwave
     import torch
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--n', type=int, default=801, help='interior points per side')
-    parser.add_argument('--nbl', type=int, default=20, help='PML width (cells)')
-    parser.add_argument('--nt', type=int, default=1350)
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--out', type=Path, default=Path('benchmarks/results'))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    n, nt, h, f0 = args.n, args.nt, 10.0, 10.0
-    vp, dt = setup(n, args.nbl)
-    print(f"deepwave {deepwave.__version__}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; dt = {dt * 1000:.3f} ms "
-          f"(Devito's critical_dt), vp {vp.min():.0f}..{vp.max():.0f} m/s", flush=True)
-
+    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+    h, f0 = 10.0, 10.0
+    vp, dt = setup(n, nbl)
     v0 = torch.from_numpy(vp)
     wavelet = deepwave.wavelets.ricker(f0, nt, dt, 1 / f0, dtype=torch.float32)
     src_amp = wavelet.reshape(1, 1, nt)
@@ -72,7 +84,7 @@ def main():
     def propagate(v):
         out = deepwave.scalar(v, h, dt, source_amplitudes=src_amp,
                               source_locations=src_loc, receiver_locations=rec_loc,
-                              accuracy=8, pml_width=args.nbl, pml_freq=f0,
+                              accuracy=8, pml_width=nbl, pml_freq=f0,
                               max_vel=float(vp.max()), courant_number=0.78)
         assert out.info.step_ratio == 1, out.info.step_ratio
         return out.receiver_amplitudes
@@ -86,6 +98,28 @@ def main():
         loss = 0.5 * propagate(v).square().sum()
         loss.backward()
         return v.grad
+
+    return {'forward': forward, 'gradient': gradient}
+
+
+def main():
+    import deepwave
+    import torch
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--n', type=int, default=801, help='interior points per side')
+    parser.add_argument('--nbl', type=int, default=20, help='PML width (cells)')
+    parser.add_argument('--nt', type=int, default=1350)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--out', type=Path, default=Path('benchmarks/results'))
+    args = parser.parse_args()
+    n, nt = args.n, args.nt
+    fns = functions(n, args.nbl, nt, args.threads)
+    vp, dt = setup(n, args.nbl)
+    print(f"deepwave {deepwave.__version__}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; dt = {dt * 1000:.3f} ms "
+          f"(Devito's critical_dt), vp {vp.min():.0f}..{vp.max():.0f} m/s", flush=True)
+    forward, gradient = fns['forward'], fns['gradient']
 
     cases = {'deepwave forward': forward, 'deepwave forward + backward': gradient}
     rows = []

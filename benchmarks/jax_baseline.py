@@ -5,6 +5,9 @@ Optional (``pip install jax``). Run from the repository root::
 
     python benchmarks/jax_baseline.py            # 841^2, so=8, 1350 steps, float32
 
+``benchmarks/run.py`` measures the same functions (:func:`functions`) next to the
+Devito operators when JAX is installed.
+
 The stencil matches the benchmark's model: an 8th-order Laplacian, a damping layer and
 a point source; the objective is half the squared norm of a line of receivers, and
 ``jax.grad`` differentiates it with respect to the squared slowness.
@@ -16,15 +19,25 @@ import time
 import numpy as np
 
 
-def main():
+def functions(n, nt):
+    """The JAX forward model and its ``jax.grad``, jitted, and the model they take.
+
+    Parameters
+    ----------
+    n : int
+        Grid points per side, absorbing layer included.
+    nt : int
+        Time steps.
+
+    Returns
+    -------
+    dict, jax.Array
+        ``{'forward': f, 'gradient': g}`` (functions of the squared slowness ``m``)
+        and ``m``.
+    """
     import jax
     import jax.numpy as jnp
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--n', type=int, default=841)
-    parser.add_argument('--nt', type=int, default=1350)
-    parser.add_argument('--repeats', type=int, default=3)
-    args = parser.parse_args()
-    n, nt, h, dt = args.n, args.nt, 10.0, 1.0
+    h, dt = 10.0, 1.0
     w = np.array([-1 / 560, 8 / 315, -1 / 5, 8 / 5, -205 / 72, 8 / 5, -1 / 5, 8 / 315,
                   -1 / 560], dtype=np.float32) / h ** 2
     r = 4
@@ -65,16 +78,24 @@ def main():
         return 0.5 * jnp.sum(forward(m) ** 2)
 
     m = jnp.full((n, n), 1 / 1.5 ** 2, jnp.float32)
-    cases = {'JAX forward': jax.jit(forward),
-             'JAX jax.grad': jax.jit(jax.grad(objective))}
-    for name, fn in cases.items():
+    return {'forward': jax.jit(forward), 'gradient': jax.jit(jax.grad(objective))}, m
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--n', type=int, default=841)
+    parser.add_argument('--nt', type=int, default=1350)
+    parser.add_argument('--repeats', type=int, default=3)
+    args = parser.parse_args()
+    fns, m = functions(args.n, args.nt)
+    for name, fn in fns.items():
         fn(m).block_until_ready()  # compile and warm up
         runs = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             fn(m).block_until_ready()
             runs.append(time.perf_counter() - t0)
-        print(f"{name}: median {np.median(runs):.3f} s over {args.repeats} runs",
+        print(f"JAX {name}: median {np.median(runs):.3f} s over {args.repeats} runs",
               flush=True)
 
 

@@ -22,8 +22,10 @@ Run from the repository root::
 ``--quick`` writes to a temporary directory unless ``--out`` is given. The scatter-form
 adjoint (``AdjointOperator(..., mode='scatter')``) runs in a child process per case, so
 that a failure or crash there skips it with a note. On a shared machine, check the
-table's CPU share column (near 1: the run had its cores). JAX and deepwave are measured
-by their own scripts (``jax_baseline.py``, ``deepwave_baseline.py``).
+table's CPU share column (near 1: the run had its cores). On the 2d problem, JAX's
+``jax.grad`` and deepwave (the optional ``bench`` extra) run as cases too, where they are
+installed: the same functions as ``jax_baseline.py`` and ``deepwave_baseline.py``, each
+in a child process per thread count pinned to that many CPUs.
 """
 
 import argparse
@@ -61,7 +63,10 @@ QUICK = {
     'paper': dict(shape=(4000,), n3d=12, nt=10),
 }
 OUTPUT = {'2d': 'results', '3d': 'results_3d', 'paper': 'results_paper'}
-OPTIONAL = ('scatter adjoint',)  # skipped with a note where the package lacks them
+PEERS = ('JAX forward', 'JAX gradient', 'deepwave forward', 'deepwave gradient')
+# measured in a child process each, skipped with a note where they fail (a missing
+# optional package, a crash); peers once per thread count, with the child's CPUs pinned
+OPTIONAL = ('scatter adjoint', *PEERS)
 MB = 2 ** 20
 FOOTNOTE = (
     'Build: Operator construction (derivation and lowering). JIT compile: code '
@@ -93,12 +98,15 @@ class Case:
         Makes the Operator, so that its construction is timed.
     kwargs : dict
         Arguments of ``op.apply``.
+    repeats : int, optional
+        Timed runs per thread count where fewer than ``--repeats`` (the slow peers).
     """
 
     group: str
     role: str
     build: object
     kwargs: dict
+    repeats: int = None  # None: the command line's --repeats
 
     @property
     def name(self):
@@ -346,13 +354,72 @@ def acoustic_cases(shape, nbl, so, nt):
                dict(rec=recb, v=v, srca=srca, vp=model.vp, **steps))
     yield Case('', "Devito's gradient", lambda: solver.op_grad(save=True),
                dict(rec=recb, v=v, u=usave, grad=grad, vp=model.vp, **steps))
+    if len(shape) == 2:
+        yield from peer_cases(shape, nbl, nt)
+
+
+class Peer:
+    """A baseline outside Devito with the part of an Operator's interface that
+    :func:`measure` uses: ``cfunction`` compiles (JAX's trace and XLA compile),
+    ``apply`` runs and waits for the result."""
+
+    parameters = ()  # no Devito thread arguments: the child's CPUs are pinned instead
+    input = ()  # no Devito fields
+
+    def __init__(self, run, compile=None):
+        self.run, self.compile = run, compile
+
+    @property
+    def cfunction(self):
+        if self.compile is not None:
+            self.run = self.compile()
+
+    def apply(self, **kwargs):
+        self.run()
+
+
+def peer_cases(shape, nbl, nt):
+    """JAX's ``jax.grad`` and deepwave on the same 2D problem
+    (``jax_baseline.py``, ``deepwave_baseline.py``), where they are installed.
+
+    Each runs in a child process per thread count (:func:`measure_isolated`), with
+    the process pinned to that many CPUs (XLA sizes its thread pool by them) and
+    torch's thread count set; one timed run after the warm-up, as they are slow.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    n = shape[0] + 2 * nbl
+
+    def jax_peer(which):
+        def build():
+            import jax_baseline
+            fns, m = jax_baseline.functions(n, nt)
+            compiled = None
+
+            def compile():
+                nonlocal compiled
+                compiled = fns[which].lower(m).compile()
+                return lambda: compiled(m).block_until_ready()
+            return Peer(None, compile)
+        return build
+
+    def deepwave_peer(which):
+        def build():
+            import deepwave_baseline
+            return Peer(deepwave_baseline.functions(shape[0], nbl, nt)[which])
+        return build
+
+    for lib, peer in (('JAX', jax_peer), ('deepwave', deepwave_peer)):
+        for which in ('forward', 'gradient'):
+            yield Case('', f'{lib} {which}', peer(which), {}, repeats=1)
 
 
 # -- measurement ----------------------------------------------------------------------
 
 def is_cached(op):
     """Whether the compiled ``.so`` of ``op`` is already in Devito's JIT cache."""
-    compiler = op._compiler
+    compiler = getattr(op, '_compiler', None)
+    if compiler is None:
+        return False  # not a Devito Operator
     return (compiler.get_jit_dir() / f'{op._soname}{compiler.so_ext}').exists()
 
 
@@ -464,7 +531,8 @@ def measure(case, threads, repeats):
         return result
     result.fields, result.grid_array = field_sizes(op, case.kwargs)
     for n in threads:
-        result.times[n], result.cpu_share[n] = time_runs(op, case.kwargs, n, repeats)
+        result.times[n], result.cpu_share[n] = time_runs(op, case.kwargs, n,
+                                                         case.repeats or repeats)
         result.extra_rss[n] = extra_memory(op, case.kwargs, n)
     print(f'{case.name}: build {result.build:.1f} s, compile {result.compile:.1f} s'
           + ''.join(f', {n} thr {t:.3f} s (CPU share {result.cpu_share[n]:.2f}, '
@@ -476,25 +544,23 @@ def measure(case, threads, repeats):
 RESULT_LINE = 'RESULT-JSON '
 
 
-def child_argv(problem, spec, args, name):
+def child_argv(problem, spec, args, name, threads):
     """Command line that measures the case ``name`` alone in a new interpreter."""
     argv = [sys.executable, str(Path(__file__).resolve()), '--problem', problem,
             '--child', name, '--repeats', str(args.repeats), '--jit-cache',
-            args.jit_cache, '--threads', *map(str, args.threads),
+            args.jit_cache, '--threads', *map(str, threads),
             '--shape', *map(str, spec['shape']), '--nt', str(spec['nt'])]
     return argv + (['--quick'] if args.quick else [])
 
 
-def measure_isolated(case, problem, spec, args):
-    """:func:`measure` one case in a child process, so that a crash (an OpenMP array
-    reduction overflowing a thread's stack, say) skips the case instead of ending the
-    benchmark.
+def measure_child(case, problem, spec, args, threads):
+    """:func:`measure` one case at ``threads`` in a child process.
 
     Returns
     -------
     Result
     """
-    proc = subprocess.run(child_argv(problem, spec, args, case.name),
+    proc = subprocess.run(child_argv(problem, spec, args, case.name, threads),
                           capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_LINE)]
     result = Result(case)
@@ -503,14 +569,40 @@ def measure_isolated(case, problem, spec, args):
         why = (f'crashed ({signal.Signals(-rc).name})' if rc < 0 else
                (proc.stderr.strip().splitlines() or [f'exit status {rc}'])[-1][:160])
         result.skipped = f'child process: {why}'
-        print(f'{case.name}: skipped ({result.skipped})', flush=True)
         return result
     data = json.loads(lines[-1][len(RESULT_LINE):])
     for key in ('times', 'cpu_share', 'extra_rss'):
         data[key] = {int(n): v for n, v in data[key].items()}
     vars(result).update(data)
-    print('\n'.join(ln for ln in proc.stdout.splitlines() if ln.startswith(case.name)),
-          flush=True)
+    return result
+
+
+def measure_isolated(case, problem, spec, args):
+    """:func:`measure` one case in a child process, so that a crash (an OpenMP array
+    reduction overflowing a thread's stack, say) or a missing optional package skips
+    the case instead of ending the benchmark. A peer (:data:`PEERS`) runs in one child
+    per thread count, pinned to that many CPUs.
+
+    Returns
+    -------
+    Result
+    """
+    if case.role not in PEERS:
+        result = measure_child(case, problem, spec, args, args.threads)
+    else:
+        parts = [measure_child(case, problem, spec, args, [n]) for n in args.threads]
+        result = next((r for r in parts if r.skipped), parts[0])
+        if not result.skipped:
+            for key in ('times', 'cpu_share', 'extra_rss'):
+                for r in parts:
+                    getattr(result, key).update(getattr(r, key))
+    if result.skipped:
+        print(f'{case.name}: skipped ({result.skipped})', flush=True)
+    else:
+        print(f'{case.name}: build {result.build:.1f} s, compile {result.compile:.1f} s'
+              + ''.join(f', {n} thr {t:.3f} s (CPU share {result.cpu_share[n]:.2f}, '
+                        f'+{result.extra_rss[n] / MB:.1f} MB)'
+                        for n, t in result.times.items()), flush=True)
     return result
 
 
@@ -551,7 +643,7 @@ def table(results, threads):
                      + [c for n in threads for c in
                         (f'{r.times[n]:.3f}', f'{r.times[n] / primal.times[n]:.2f}',
                          f'{r.cpu_share[n]:.2f}')]
-                     + [f'{r.fields / MB:.1f}']
+                     + [f'{r.fields / MB:.1f}' if r.case.role not in PEERS else '-']
                      + [f'{r.extra_rss[n] / MB:.1f}' for n in threads])
             lines.append('| ' + ' | '.join(cells) + ' |')
     return lines
@@ -584,6 +676,10 @@ def summary(results, threads):
                  "Devito's gradient", 'times', n),
                 ("derived adjoint / Devito's adjoint", 'derived adjoint',
                  "Devito's adjoint", 'times', n),
+                ('JAX gradient / derived gradient', 'JAX gradient', 'derived gradient',
+                 'times', n),
+                ('deepwave gradient / derived gradient', 'deepwave gradient',
+                 'derived gradient', 'times', n),
                 ('JIT compile, derived adjoint / primal', 'derived adjoint', 'primal',
                  'compile', None),
                 ('build, derived adjoint / primal', 'derived adjoint', 'primal', 'build',
@@ -790,6 +886,8 @@ def run_problem(problem, spec, args):
     cases, label = problem_cases(problem, spec)
     if args.child:
         case = next(c for c in cases if c.name == args.child)
+        if case.role in PEERS:  # the libraries size their thread pools by the CPUs
+            os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads[0]])
         print(as_json(measure(case, args.threads, args.repeats)), flush=True)
         return
     start, rev, t0 = load(), revision(), time.perf_counter()
@@ -800,7 +898,9 @@ def run_problem(problem, spec, args):
                f'{time.perf_counter() - t0:.0f} s in all; median of {args.repeats} '
                'runs.', CACHE_NOTE[args.jit_cache],
                f'{", ".join(OPTIONAL)}: measured in a child process each (same '
-               'steps), so that a crash cannot end the benchmark.']
+               'steps), so that a crash cannot end the benchmark; the peers (JAX, '
+               'deepwave) in one child per thread count pinned to that many CPUs, '
+               'one timed run each.']
     report(f'{problem} {label} {spec}', results, args.threads, args.out,
            OUTPUT[problem], context)
 

@@ -17,6 +17,9 @@ def test_benchmark_harness(tmp_path):
         table = (tmp_path / f'{name}.md').read_text()
         for case in ['primal', 'derived adjoint', 'scatter adjoint']:
             assert f'| {case}' in table or f' {case} |' in table, (name, case, table)
+        if name == 'results':  # JAX and deepwave: measured, or skipped with a note
+            for peer in ['JAX gradient', 'deepwave gradient']:
+                assert f'| {peer} |' in table or f'- {peer}: not measured' in table
         for plot in ['', '_threads', '_compile', '_memory']:
             png = tmp_path / f'{name}{plot}.png'
             assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', png
