@@ -79,13 +79,22 @@ def scatter_level(own, keep, raw):
     """
     gb, level = own.function, _level(own)
     eqs = [] if keep is own else [Eq(own, keep)]
+    raw = sorted(raw, key=lambda entry: any(entry[1].space))  # own point first
     for stmt, access, term, contribution, conditions, finite in raw:
         value = shift(contribution, time=term.step or 0)
         if conditions and finite:
             value *= Select(sympy.And(*conditions), sympy.S.One, sympy.S.Zero)
         elif conditions:
             value = Select(sympy.And(*conditions), value, sympy.S.Zero)
-        eqs.append(scatter(stmt, access, value, gb, level))
+        increment = scatter(stmt, access, value, gb, level)
+        if not eqs and not any(access.space):
+            # The level keeps its seed in place (a saved adjoint) and this is the
+            # first contribution, at the primal point itself: an assignment. With
+            # increments only, Devito 4.8.23 sees no dependence along time and runs
+            # the time loop as a parallel array reduction.
+            increment = Eq(increment.lhs, increment.lhs + value,
+                           subdomain=stmt.subdomain)
+        eqs.append(increment)
     return eqs
 
 

@@ -59,6 +59,27 @@ def test_time_stepping(save, rng):
     _close(gather, scatter, {u: slice(0, 2)} if save else None)
 
 
+def test_burgers_with_openmp(rng):
+    """1D Burgers (Max/Min upwinding), saved, OpenMP: with increments only, Devito
+    4.8.23 ran the time loop as a parallel array reduction listing ``u_b`` three
+    times, which gcc rejects; the own-point contribution is now an assignment."""
+    import sympy
+    grid = make_grid(1, 2, n=40)
+    x = grid.dimensions[0]
+    nt = 8
+    u = TimeFunction(name='u', grid=grid, space_order=2, save=nt + 2)
+    up, um = u.shift(x, x.spacing), u.shift(x, -x.spacing)
+    upwind = sympy.Max(u, 0) * (u - um) + sympy.Min(u, 0) * (up - u)
+    primal = [Eq(u.forward, u - 0.2 * upwind + 0.05 * (up + um - 2 * u))]
+    u.data[0] = rng.standard_normal(u.data[0].shape)
+    Operator(primal).apply(time_m=0, time_M=nt)
+    adjoints = {u: adjoint_function(u)}
+    seeds = {u: rng.standard_normal(u.data.shape)}
+    gather, scatter = _both_modes(primal, adjoints, seeds, dict(time_m=0, time_M=nt),
+                                  opt=('advanced', {'openmp': True}))
+    _close(gather, scatter)
+
+
 @pytest.mark.parametrize('save', [True, False], ids=['gradient', 'adjoint'])
 def test_acoustic_model(save):
     """The whole forward model (damping, SubDomain, source, receivers); with a saved
