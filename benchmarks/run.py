@@ -687,10 +687,11 @@ def summary(results, threads):
             value = ratio(rs, num, den, attr, k)
             if value is not None:
                 parts.append(f'{label} = {value:.2f}')
-        mem = max(r.extra_rss[m] for r in rs for m in threads)
-        grid = max(r.grid_array for r in rs)
-        parts.append(f'largest extra RSS during a run = {mem / MB:.1f} MB, one grid '
-                     f'array = {grid / MB:.1f} MB')
+        ours = [r for r in rs if r.case.role not in PEERS]
+        mem = max(r.extra_rss[m] for r in ours for m in threads)
+        grid = max(r.grid_array for r in ours)
+        parts.append(f'largest extra RSS during a Devito run = {mem / MB:.1f} MB, one '
+                     f'grid array = {grid / MB:.1f} MB')
         lines.append(f'- {group or "ratios"} (at {n} threads): ' + '; '.join(parts)
                      + '.')
     return lines

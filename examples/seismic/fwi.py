@@ -131,13 +131,14 @@ def plot_results(out, extent, vp_true, vp0, vp_inv, grad0, history):
 
 class Shots:
     """Everything one process needs to model shots: the model, the acquisition and
-    the primal and adjoint operators, built and compiled once.
+    the primal and adjoint operators, built and compiled once (``operators=False``:
+    the model and the acquisition only).
 
     The observed data are modelled in the true model; ``vp`` is then set to the
     initial model, and :meth:`misfit_gradient` evaluates any physical-domain ``vp``.
     """
 
-    def __init__(self, args, nthreads):
+    def __init__(self, args, nthreads, operators=True):
         self.args = args
         so, nbl = args.space_order, args.nbl
         self.shape = shape = tuple(args.shape)
@@ -166,6 +167,8 @@ class Shots:
         self.dt = float(model.critical_dt) * float(model.vp.data.max()) / args.vmax
         geometry.resample(self.dt)
         self.nt = nt = geometry.nt
+        if not operators:  # the model and acquisition only (for the parent process)
+            return
 
         # --- The primal equations, and the two operators built from them.
         save = None if args.checkpointing else nt
@@ -278,7 +281,8 @@ class Pool:
 def main(argv=None):
     args = parse_args(argv)
     tstart = time.perf_counter()
-    local = Shots(args, 1) if args.workers > 1 else None  # geometry and plots only
+    # with workers, this process needs only the model and the acquisition (plots)
+    local = Shots(args, 1, operators=False) if args.workers > 1 else None
     pool = Pool(args)
     shots = local or _shots
     shape, nbl = shots.shape, args.nbl
