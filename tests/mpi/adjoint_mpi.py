@@ -25,7 +25,9 @@ Cases (``--cases``, default both):
        data, ``y`` random on every wavefield level and receiver; ``F^T`` is the derived
        adjoint with a saved adjoint wavefield;
     3. the FWI gradient ``dJ/dvp`` of ``J = 1/2 ||F(vp0) - d_obs||^2``, buffered
-       adjoint wavefield.
+       adjoint wavefield;
+    4. the same gradient with ``checkpointing=True`` (buffered wavefield, 5 Revolve
+       snapshots).
 
 ``stencils``
     A 2D program built to exercise what the acoustic adjoint does not: a whole-domain
@@ -167,10 +169,25 @@ def acoustic(args, out):
     grad_op.apply(**p['apply'])
     grad = run.gather(vpb)
 
+    # 4. the same gradient with checkpointing: a buffered wavefield, Revolve snapshots
+    q = acoustic_problem(so=args.so, shape=(args.n, args.n), nbl=args.nbl, tn=args.tn,
+                         save=False, nrec=args.nrec)
+    q['model'].vp.data[:] = vp0
+    q['src'].data[:] = ricker
+    qb = {q['u']: TimeFunction(name='ub', grid=q['model'].grid, time_order=2,
+                               space_order=args.so),
+          q['model'].vp: adjoint_function(q['model'].vp),
+          q['rec']: adjoint_function(q['rec'], 'rec_g')}
+    qb[q['rec']].data[:] = residual
+    AdjointOperator(q['primal'], qb, subs=q['subs'], checkpointing=True,
+                    n_checkpoints=5).apply(**q['apply'])
+    grad_checkpointed = run.gather(qb[q['model'].vp])
+
     if run.rank == 0:
         dot_quantities(out, 'acoustic_', fx, {f.name: v for f, v in y.items()},
                        {f.name: v for f, v in x.items()}, fty)
-        out.update(acoustic_grad=grad, acoustic_d_obs=d_obs,
+        out.update(acoustic_grad=grad, acoustic_grad_checkpointed=grad_checkpointed,
+                   acoustic_d_obs=d_obs,
                    acoustic_J=0.5 * np.sum(residual ** 2),
                    acoustic_time_m=first, acoustic_time_M=last)
     return run
