@@ -43,6 +43,7 @@ from .region import (
     covers_domain,
     guarded,
     run_edge,
+    run_range,
     seed_mask,
     space_conditions,
     split,
@@ -339,9 +340,12 @@ class _Node:
     sparse: list = dataclass_field(default_factory=list)  # (build, target, expr)
     raw: list = dataclass_field(default_factory=list)     # reversed terms, unguarded
     temps: list = dataclass_field(default_factory=list)   # Eq(z, P) before the update
+    early: bool = False  # a parameter update that reads the slot the step overwrites
 
     @property
     def rank(self):
+        if self.early:
+            return 0.5
         ranks = {'top': 0, None: 1 if self.level is not None else 2, 'bottom': 3}
         return ranks[self.guard]
 
@@ -414,6 +418,7 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
               if isinstance(a.field, SparseFunction)}
     nodes += [_Node(m, None, None) for m in sorted(params | sparse, key=lambda f: f.name)]
 
+    early, edges = {}, {'top': [], 'bottom': []}  # see _time_reversed
     for node in nodes:
         for stmt, ds in zip(active, derivs, strict=True):
             seed = at_offsets(adjoints[stmt.write.field], time=stmt.write.time)
@@ -438,6 +443,18 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
                 if checkpointed:
                     check_window(stmt, d, term.step, program)
                 base = cancelled(d * seed) if node.field in params else d * seed
+                if (node.field in params and mode == 'gather' and not checkpointed
+                        and not conditions and not term.step):
+                    g = stmt.write.field
+                    moved = _time_reversed(base, adjoints[g], w[g], lo[g] < w[g], time)
+                    if moved is not None:
+                        early.setdefault(node.field, _Node(node.field, None, None,
+                                                           early=True))
+                        early[node.field].terms += moved[0]
+                        edges['top'] += [(adjoints[node.field], e) for e in moved[1]]
+                        edges['bottom'] += [(adjoints[node.field], e)
+                                            for e in moved[2]]
+                        continue
                 node.raw.append((stmt, term, base, conditions,
                                  not _reads_primal_history(d), a))
                 node.reads.add((stmt.write.field, term.step + stmt.write.time))
@@ -447,6 +464,7 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
             # several increments of one array fused in a loop outside the time loop
             _gather_terms(node, grid)
 
+    nodes += list(early.values())
     orphans = receivers(active, derivs, adjoints, w, nodes, time, scales)
     top_levels = top_written_levels(program)
     eqs = _rescale(scales, adjoints, time, 'top', 1)
@@ -454,10 +472,15 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
         if node.guard != 'top' and orphans:
             eqs += pin_sparse(orphans, time, 'top')
             orphans = []
+        if node.guard != 'top' and edges['top']:
+            eqs += _edge_updates(edges['top'], time, 'top')
+            edges['top'] = []
         gb = adjoints[node.field]
         own = at_offsets(gb, time=node.level)
         eqs += node.temps
-        if not isinstance(gb, SparseFunction):
+        if node.level is None and not node.terms and not node.raw:
+            pass  # a parameter with sparse contributions only, or all moved early
+        elif not isinstance(gb, SparseFunction):
             keep = seed_mask(node.field, gb, node.level, node.guard, time, top_levels)
             scale = scales.get(node.field, sympy.S.One)
             if mode == 'scatter' and node.guard is None:
@@ -474,7 +497,92 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
         else:
             eqs += pin_sparse(node.sparse, time, node.guard)
     _check_buffers(nodes, adjoints)
+    eqs += _edge_updates(edges['bottom'], time, 'bottom')
     return eqs + _rescale(scales, adjoints, time, 'bottom', -1)
+
+
+def _time_reversed(expr, gb, w, below, time):
+    """A parameter's gradient term with its time offsets moved onto the adjoint.
+
+    The gradient sums ``c * u[t + k] * gb[t + j]`` over the counters ``t`` of the run
+    ``[a, b]`` (``c`` time-invariant, ``u`` a saved primal field). Reversing the offset
+    ``k`` (``t -> t - k``) gives the same sum as ``c * u[t] * gb[t + j - k]`` over
+    ``[a + k, b + k]``: the loop reads one level of the saved field, the current one, and
+    the adjoint at several levels, which its buffer holds anyway. Counters of the loop
+    outside ``[a + k, b + k]`` are cut by a condition on the counter; the shifted range's
+    counters outside the loop, ``b + 1 .. b + k`` (or ``a + k .. a - 1``), are updates
+    that run once, at the top (or bottom) of the run. The wave equation's gradient
+    ``(u[t+1] - 2 u[t] + u[t-1]) gb[t+1]`` thus reads ``u`` at one level instead of
+    three, as the hand-written gradient ``u * v.dt2`` does.
+
+    The loop update runs before the step overwrites a slot of ``gb``, so it may read
+    levels ``w + 1`` (the lowest complete one) to ``w + nb`` (the slot about to be
+    overwritten, still holding its old level). Returns ``(loop_terms, top, bottom)``:
+    the loop's terms as ``(conditions, expr)``, and the expressions of the updates at
+    the top and bottom edges; or ``None`` where ``expr`` has another form or needs a
+    level the buffer does not hold.
+    """
+    from .access import access_of
+    if is_saved(gb):
+        return None  # a saved adjoint has no level above the top one to read
+    nb = gb.time_order + 1
+    first, last = run_range(time)
+    loop, top, bottom = [], [], []
+    for part in sympy.Add.make_args(sympy.expand(expr)):
+        apps = retrieve_functions(part)
+        seeds = [a for a in apps if a.function is gb]
+        primal = [a for a in apps if a.function is not gb and a.function.is_TimeFunction]
+        if len(seeds) != 1 or len(primal) != 1 or not is_saved(primal[0].function):
+            return None
+        coeff, rest = part.as_independent(*seeds, *primal, as_Add=False)
+        if sorted(sympy.Mul.make_args(rest), key=str) != sorted(
+                [seeds[0], primal[0]], key=str) or any(
+                a.function.is_TimeFunction for a in retrieve_functions(coeff)):
+            return None
+        s, p = access_of(seeds[0]), access_of(primal[0])
+        if any(s.space) or any(p.space) or s.time is None or p.time is None:
+            return None
+        k, level = p.time, s.time - p.time
+        if level < w + 1 or level > w + nb:
+            return None
+        u, g = at_offsets(p.field), _slot(gb, level, w, nb)
+        if k > 0:
+            if k + level > w + nb:
+                return None  # the top edge's level is not in the buffer yet
+            loop.append(_counter_factor(sympy.Ge(time, first + k)) * coeff * u * g)
+            top += [coeff * at_offsets(p.field, time=i) * _slot(gb, level + i, w, nb)
+                    for i in range(1, k + 1)]
+        elif k < 0:
+            if below:
+                return None  # updates below the loop overwrite the buffer's slots
+            loop.append(_counter_factor(sympy.Le(time, last + k)) * coeff * u * g)
+            bottom += [coeff * at_offsets(p.field, time=-i)
+                       * at_offsets(gb, time=level - i) for i in range(1, -k + 1)]
+        else:
+            loop.append(coeff * u * g)
+    return [([], term) for term in loop], top, bottom
+
+
+def _slot(gb, level, w, nb):
+    """``gb`` at ``level``; the slot the step overwrites, ``w + nb``, under the name of
+    the level it is about to hold, ``w``: the same memory, and Devito then sees the
+    access range of the primal's loop (``w + nb`` would shrink its default ``time_M``).
+    """
+    return at_offsets(gb, time=level - nb if level == w + nb else level)
+
+
+def _counter_factor(condition):
+    """1 where ``condition`` on the counter holds, else 0: the terms it multiplies
+    read finite values (a saved field, an adjoint buffer), so a factor hoisted out of
+    the space loops replaces a branch."""
+    return Select(condition, sympy.S.One, sympy.S.Zero)
+
+
+def _edge_updates(terms, time, guard):
+    """Parameter updates of :func:`_time_reversed` that run once, at an edge of the run.
+
+    ``terms`` are ``(field, expr)`` pairs."""
+    return [_once(Eq(h, h + expr), time, guard) for h, expr in terms]
 
 
 def _scales(program, adjoints, grid):

@@ -119,9 +119,10 @@ def test_whole_domain_adjoint_has_no_edge_guards():
 
 
 def test_acoustic_gradient_reads_the_saved_centre():
-    """The vp gradient in the backward loop is the discrete ``u.dt2 * v`` with the
-    chain rule to vp: the saved wavefield at the centre, no stencil, and the
-    scaled seed's ``1/K`` cancelled (no ``damp``)."""
+    """The vp gradient in the backward loop is the discrete ``u * v.dt2`` with the
+    chain rule to vp: the saved wavefield at the centre and, its time offsets moved
+    onto the adjoint, at the current level only; no stencil, and the scaled seed's
+    ``1/K`` cancelled (no ``damp``)."""
     from conftest import acoustic_problem
     p = acoustic_problem(save=True)
     u, rec, vp = p['u'], p['rec'], p['model'].vp
@@ -136,6 +137,9 @@ def test_acoustic_gradient_reads_the_saved_centre():
         assert 'damp' not in line
         reads = re.findall(r'\bu\[[^\]]*\]((?:\[[^\]]*\])+)', line)
         assert reads and set(reads) == {reads[0]}, reads  # one point: the centre
+    in_loop = [ln for ln in lines if re.search(r'\bub\[t\d\]', ln)]
+    assert len(in_loop) == 1
+    assert set(re.findall(r'\bu\[([^\]]*)\]', in_loop[0])) == {'time'}
 
 
 # -- GPU code targets (source generation only; no GPU compiler needed) -------------------
