@@ -547,14 +547,14 @@ def _time_reversed(expr, gb, w, below, time):
             return None
         u, g = at_offsets(p.field), _slot(gb, level, w, nb)
         if k > 0:
-            if k + level > w + nb:
-                return None  # the top edge's level is not in the buffer yet
+            if k + level >= w + nb:
+                return None  # the top edges would read a slot that aliases two levels
             loop.append(_counter_factor(sympy.Ge(time, first + k)) * coeff * u * g)
             top += [coeff * at_offsets(p.field, time=i) * _slot(gb, level + i, w, nb)
                     for i in range(1, k + 1)]
         elif k < 0:
-            if below:
-                return None  # updates below the loop overwrite the buffer's slots
+            if below or level + k < w:
+                return None  # the bottom edges' levels are no longer in the buffer
             loop.append(_counter_factor(sympy.Le(time, last + k)) * coeff * u * g)
             bottom += [coeff * at_offsets(p.field, time=-i)
                        * at_offsets(gb, time=level - i) for i in range(1, -k + 1)]
