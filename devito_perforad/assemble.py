@@ -37,7 +37,13 @@ from devito.types.basic import AbstractFunction
 from .access import access_of, analyse, at_offsets, space_offsets
 from .differentiate import cancelled, partials, pointwise_factor, through_write
 from .errors import AdjointError, located
-from .fields import check_adjoints, check_primal_values, check_window, is_saved
+from .fields import (
+    check_adjoints,
+    check_primal_values,
+    check_window,
+    is_saved,
+    several_ranks,
+)
 from .region import (
     Select,
     covers_domain,
@@ -522,7 +528,6 @@ def _time_reversed(expr, gb, w, below, time):
     the top and bottom edges; or ``None`` where ``expr`` has another form or needs a
     level the buffer does not hold.
     """
-    from .access import access_of
     if is_saved(gb):
         return None  # a saved adjoint has no level above the top one to read
     nb = gb.time_order + 1
@@ -694,7 +699,7 @@ def _gather_terms(node, grid):
             groups[id(entry)].append((*_coefficient(base, grid), entry))
             continue
         for part in sympy.Add.make_args(sympy.expand(base)):
-            coeff, rest = part.as_independent(*retrieve_functions(part), as_Add=False)
+            coeff, rest = _coefficient(part, grid)
             groups[(id(stmt), term.step, rest)].append((coeff, rest, entry))
     for group in groups.values():
         stmt, term, _, conditions, safe, _ = group[0][2]
@@ -743,8 +748,7 @@ def _level_copies(expr, grid):
     Returns the copy equations and ``expr`` reading the copies; serially (one rank)
     no copies and ``expr`` itself, so the run needs no extra array.
     """
-    distributor = grid.distributor
-    if distributor is None or distributor.nprocs == 1:
+    if not several_ranks(grid):
         return [], expr
     copies, mapping = {}, {}
     for app in retrieve_functions(expr, mode='unique'):

@@ -7,7 +7,7 @@ from devito.symbolics import retrieve_functions
 from .errors import AdjointError, located
 
 __all__ = ['adjoint_function', 'check_adjoints', 'check_primal_values', 'check_window',
-           'is_saved']
+           'is_saved', 'several_ranks']
 
 
 def is_saved(f):
@@ -45,6 +45,12 @@ def adjoint_function(f, name=None):
     return Function(**kwargs)
 
 
+def several_ranks(grid):
+    """Whether ``grid`` is split over more than one MPI rank."""
+    distributor = grid.distributor
+    return distributor is not None and distributor.nprocs > 1
+
+
 def _global_coordinates(f):
     """The coordinates of all of ``f``'s points, on every rank.
 
@@ -53,10 +59,9 @@ def _global_coordinates(f):
     function takes the global count and coordinates and splits them the same way.
     """
     local = np.array(f.coordinates.data._local)
-    distributor = f.grid.distributor
-    if distributor.nprocs == 1:
+    if not several_ranks(f.grid):
         return local
-    return np.concatenate(distributor.comm.allgather(local), axis=0)
+    return np.concatenate(f.grid.distributor.comm.allgather(local), axis=0)
 
 
 def _kind(f):

@@ -31,7 +31,7 @@ from devito import Constant, SubDomain
 from devito.symbolics import InlineIf
 
 from .access import at_offsets
-from .fields import is_saved
+from .fields import is_saved, several_ranks
 
 __all__ = ['Select', 'space_conditions', 'time_conditions', 'guarded', 'subdomain_bounds',
            'domain_bounds', 'Box', 'domain_edge', 'split', 'unguarded',
@@ -77,9 +77,9 @@ def domain_bounds(grid, d):
     indices of the global first and last points: the same code on every rank,
     different values.
     """
-    distributor = grid.distributor
-    if distributor is None or distributor.nprocs == 1 or not grid.is_distributed(d):
+    if not several_ranks(grid) or not grid.is_distributed(d):
         return d.symbolic_min, d.symbolic_max
+    distributor = grid.distributor
     key = (id(grid), d)
     if key not in _edges:
         decomposition = distributor.decomposition[d]
