@@ -1,11 +1,15 @@
 """Benchmark the derived adjoint and gradient against the primal, a scatter-form adjoint
 and Devito's hand-written operators, in one command.
 
-Each case builds a fresh Operator (timed: derivation and lowering), JIT-compiles it into
-an empty compiler cache (timed separately, so that every compile is a real one), warms
-up with one run, then reports the median of ``--repeats`` runs for each thread count and
-the memory the run allocates beyond its fields (one more run, with resident memory
-sampled every 2 ms). Results go to ``--out``: per problem, a markdown table with ratios
+Each case builds a fresh Operator (timed: derivation and lowering) and JIT-compiles it
+into an empty compiler cache (timed separately, so that every compile is a real one).
+Then, per thread count, every operator of the problem warms up with one run and is timed
+in ``--repeats`` rounds; a round runs each operator once, in an order rotated from round
+to round, so that a slow spell of a shared machine hits all of them alike. A case's time
+is its median over the rounds, and a ratio (``x primal``, the summary's targets) is the
+median over the rounds of the ratio within each round, with its range. Last, the memory
+each run allocates beyond its fields (one more run, with resident memory sampled every
+2 ms). Results go to ``--out``: per problem, a markdown table with ratios
 (``results.md`` for 2d, ``results_3d.md``, ``results_paper.md``) and PNG plots of run
 time (``results*.png``), thread scaling (``*_threads.png``), build and JIT compile time
 (``*_compile.png``) and memory (``*_memory.png``).
@@ -122,6 +126,7 @@ class Result:
     compile: float = np.nan
     cached: bool = False
     times: dict = field(default_factory=dict)
+    runs: dict = field(default_factory=dict)  # {threads: [seconds in each round]}
     cpu_share: dict = field(default_factory=dict)
     extra_rss: dict = field(default_factory=dict)
     fields: int = 0
@@ -481,26 +486,21 @@ def cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
-def time_runs(op, kwargs, nthreads, repeats):
-    """Time ``repeats`` runs after one warm-up run.
+def timed_run(op, kwargs, nthreads):
+    """Run ``op`` once.
 
     Returns
     -------
     wall, share : float
-        The median wall-clock seconds, and the median CPU share: CPU seconds over
-        ``nthreads`` times wall seconds. Well below 1 means other processes held the
-        cores during the run (OpenMP threads that spin at barriers can hide this with
-        several threads; with one it is exact).
+        The wall-clock seconds, and the CPU share: CPU seconds over ``nthreads`` times
+        wall seconds. Well below 1 means other processes held the cores during the run
+        (OpenMP threads that spin at barriers can hide this with several threads; with
+        one it is exact).
     """
-    op.apply(**thread_args(op, nthreads), **kwargs)  # warm-up (also allocates the fields)
-    walls, shares = [], []
-    for _ in range(repeats):
-        c0, t0 = cpu_seconds(), time.perf_counter()
-        op.apply(**thread_args(op, nthreads), **kwargs)
-        wall = time.perf_counter() - t0
-        walls.append(wall)
-        shares.append((cpu_seconds() - c0) / (wall * nthreads))
-    return float(np.median(walls)), float(np.median(shares))
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    op.apply(**thread_args(op, nthreads), **kwargs)
+    wall = time.perf_counter() - t0
+    return wall, (cpu_seconds() - c0) / (wall * nthreads)
 
 
 def extra_memory(op, kwargs, nthreads):
@@ -510,15 +510,17 @@ def extra_memory(op, kwargs, nthreads):
     return peak.extra
 
 
-def measure(case, threads, repeats):
-    """Build, compile, time and measure the memory of one case.
+def prepare(case):
+    """Build and JIT-compile one case.
 
     An optional case (:data:`OPTIONAL`) that fails to build or compile is returned
     with ``skipped`` set instead of raising.
 
     Returns
     -------
-    Result
+    Result, Operator
+        The result with build and compile times and field sizes, and the operator
+        (None where skipped).
     """
     result = Result(case)
     try:
@@ -528,17 +530,65 @@ def measure(case, threads, repeats):
             raise
         result.skipped = f'{type(e).__name__}: {str(e).splitlines()[0][:120]}'
         print(f'{case.name}: skipped ({result.skipped})', flush=True)
-        return result
+        return result, None
     result.fields, result.grid_array = field_sizes(op, case.kwargs)
-    for n in threads:
-        result.times[n], result.cpu_share[n] = time_runs(op, case.kwargs, n,
-                                                         case.repeats or repeats)
-        result.extra_rss[n] = extra_memory(op, case.kwargs, n)
-    print(f'{case.name}: build {result.build:.1f} s, compile {result.compile:.1f} s'
+    return result, op
+
+
+def time_rounds(prepared, nthreads, repeats):
+    """Time every prepared operator at ``nthreads`` in rounds, after a warm-up run each.
+
+    Round ``k`` runs each operator once, starting from the ``k``-th, so that no case
+    always follows the same one. A case with its own ``repeats`` (the slow peers) sits
+    out the rounds past it. Fills ``runs``, ``times`` (the median over the rounds) and
+    ``cpu_share`` (the median share) of each Result.
+    """
+    for result, op in prepared:  # warm-up (also allocates the fields)
+        op.apply(**thread_args(op, nthreads), **result.case.kwargs)
+    shares = {id(result): [] for result, _ in prepared}
+    for k in range(max(r.case.repeats or repeats for r, _ in prepared)):
+        shift = k % len(prepared)
+        for result, op in prepared[shift:] + prepared[:shift]:
+            if k < (result.case.repeats or repeats):
+                wall, share = timed_run(op, result.case.kwargs, nthreads)
+                result.runs.setdefault(nthreads, []).append(wall)
+                shares[id(result)].append(share)
+    for result, _ in prepared:
+        result.times[nthreads] = float(np.median(result.runs[nthreads]))
+        result.cpu_share[nthreads] = float(np.median(shares[id(result)]))
+
+
+def print_result(result):
+    """One progress line: build, compile, time, CPU share and memory per thread count."""
+    if result.skipped:
+        print(f'{result.case.name}: skipped ({result.skipped})', flush=True)
+        return
+    print(f'{result.case.name}: build {result.build:.1f} s, compile '
+          f'{result.compile:.1f} s'
           + ''.join(f', {n} thr {t:.3f} s (CPU share {result.cpu_share[n]:.2f}, '
                     f'+{result.extra_rss[n] / MB:.1f} MB)'
                     for n, t in result.times.items()), flush=True)
-    return result
+
+
+def measure(cases, threads, repeats):
+    """Build and compile every case, then time them together in rounds
+    (:func:`time_rounds`) and measure the memory of each run.
+
+    Returns
+    -------
+    list of Result
+        In the order of ``cases``.
+    """
+    prepared = [prepare(case) for case in cases]
+    live = [(result, op) for result, op in prepared if op is not None]
+    for n in threads:
+        if live:
+            time_rounds(live, n, repeats)
+        for result, op in live:
+            result.extra_rss[n] = extra_memory(op, result.case.kwargs, n)
+    for result, _ in live:
+        print_result(result)
+    return [result for result, _ in prepared]
 
 
 RESULT_LINE = 'RESULT-JSON '
@@ -571,7 +621,7 @@ def measure_child(case, problem, spec, args, threads):
         result.skipped = f'child process: {why}'
         return result
     data = json.loads(lines[-1][len(RESULT_LINE):])
-    for key in ('times', 'cpu_share', 'extra_rss'):
+    for key in ('times', 'runs', 'cpu_share', 'extra_rss'):
         data[key] = {int(n): v for n, v in data[key].items()}
     vars(result).update(data)
     return result
@@ -593,16 +643,10 @@ def measure_isolated(case, problem, spec, args):
         parts = [measure_child(case, problem, spec, args, [n]) for n in args.threads]
         result = next((r for r in parts if r.skipped), parts[0])
         if not result.skipped:
-            for key in ('times', 'cpu_share', 'extra_rss'):
+            for key in ('times', 'runs', 'cpu_share', 'extra_rss'):
                 for r in parts:
                     getattr(result, key).update(getattr(r, key))
-    if result.skipped:
-        print(f'{case.name}: skipped ({result.skipped})', flush=True)
-    else:
-        print(f'{case.name}: build {result.build:.1f} s, compile {result.compile:.1f} s'
-              + ''.join(f', {n} thr {t:.3f} s (CPU share {result.cpu_share[n]:.2f}, '
-                        f'+{result.extra_rss[n] / MB:.1f} MB)'
-                        for n, t in result.times.items()), flush=True)
+    print_result(result)
     return result
 
 
@@ -630,6 +674,26 @@ def groups(results):
             for g, rs in out.items()}
 
 
+def paired(a, b, n):
+    """Time of ``a`` over time of ``b`` at ``n`` threads, paired by round.
+
+    Where both ran in the same rounds (:func:`time_rounds`), the ratio within each
+    round, so that both saw the machine in the same state.
+
+    Returns
+    -------
+    median, lowest, highest : float
+        The median over the rounds and the range; where the runs cannot be paired (a
+        case measured in a child process), the ratio of the medians three times.
+    """
+    ra, rb = a.runs.get(n, []), b.runs.get(n, [])
+    if a.case.role in OPTIONAL or b.case.role in OPTIONAL or len(ra) != len(rb):
+        value = a.times[n] / b.times[n]
+        return value, value, value
+    within = np.array(ra) / np.array(rb)
+    return float(np.median(within)), float(within.min()), float(within.max())
+
+
 def table(results, threads):
     """The markdown table: times, ratios to the group's primal, compile and memory."""
     head = (['operator', 'build (s)', 'JIT compile (s)']
@@ -641,7 +705,7 @@ def table(results, threads):
             cells = ([r.case.name, f'{r.build:.1f}',
                       f'{r.compile:.1f}' + (' (cached)' if r.cached else '')]
                      + [c for n in threads for c in
-                        (f'{r.times[n]:.3f}', f'{r.times[n] / primal.times[n]:.2f}',
+                        (f'{r.times[n]:.3f}', f'{paired(r, primal, n)[0]:.2f}',
                          f'{r.cpu_share[n]:.2f}')]
                      + [f'{r.fields / MB:.1f}' if r.case.role not in PEERS else '-']
                      + [f'{r.extra_rss[n] / MB:.1f}' for n in threads])
@@ -650,15 +714,19 @@ def table(results, threads):
 
 
 def ratio(rs, num, den, attr, n=None):
-    """``num / den`` of a Result attribute for two roles, or None where either is
-    missing (or, for compile times, was a cache hit)."""
+    """``num / den`` of a Result attribute for two roles, as text, or None where
+    either is missing (or, for compile times, was a cache hit). Run times are paired
+    by round (:func:`paired`), with the range over the rounds."""
     by_role = {r.case.role: r for r in rs}
     if num not in by_role or den not in by_role:
         return None
-    if attr == 'compile' and (by_role[num].cached or by_role[den].cached):
+    a, b = by_role[num], by_role[den]
+    if attr == 'compile' and (a.cached or b.cached):
         return None  # a cache hit is no compile time
-    a, b = getattr(by_role[num], attr), getattr(by_role[den], attr)
-    return (a[n] / b[n]) if n is not None else a / b
+    if attr != 'times':
+        return f'{getattr(a, attr) / getattr(b, attr):.2f}'
+    value, low, high = paired(a, b, n)
+    return f'{value:.2f}' + (f' [{low:.2f}-{high:.2f}]' if high > low else '')
 
 
 def summary(results, threads):
@@ -686,7 +754,7 @@ def summary(results, threads):
                  None)]:
             value = ratio(rs, num, den, attr, k)
             if value is not None:
-                parts.append(f'{label} = {value:.2f}')
+                parts.append(f'{label} = {value}')
         ours = [r for r in rs if r.case.role not in PEERS]
         mem = max(r.extra_rss[m] for r in ours for m in threads)
         grid = max(r.grid_array for r in ours)
@@ -889,15 +957,20 @@ def run_problem(problem, spec, args):
         case = next(c for c in cases if c.name == args.child)
         if case.role in PEERS:  # the libraries size their thread pools by the CPUs
             os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads[0]])
-        print(as_json(measure(case, args.threads, args.repeats)), flush=True)
+        print(as_json(measure([case], args.threads, args.repeats)[0]), flush=True)
         return
     start, rev, t0 = load(), revision(), time.perf_counter()
+    cases = list(cases)
+    together = iter(measure([c for c in cases if c.role not in OPTIONAL], args.threads,
+                            args.repeats))
     results = [measure_isolated(case, problem, spec, args) if case.role in OPTIONAL
-               else measure(case, args.threads, args.repeats) for case in cases]
+               else next(together) for case in cases]
     context = [f'Package at {rev}; {priority()}.',
                f'Load average {start} at the start, {load()} at the end; '
-               f'{time.perf_counter() - t0:.0f} s in all; median of {args.repeats} '
-               'runs.', CACHE_NOTE[args.jit_cache],
+               f'{time.perf_counter() - t0:.0f} s in all; rounds: {args.repeats}, each '
+               'running every operator measured in this process once (x primal and '
+               'the ratios: median over the rounds of the ratio within a round, '
+               '[lowest-highest]).', CACHE_NOTE[args.jit_cache],
                f'{", ".join(OPTIONAL)}: measured in a child process each (same '
                'steps), so that a crash cannot end the benchmark; the peers (JAX, '
                'deepwave) in one child per thread count pinned to that many CPUs, '
@@ -914,7 +987,8 @@ def parse_args(argv=None):
                         "--quick, which covers every code path; 'all' adds 3d)")
     parser.add_argument('--threads', type=int, nargs='+',
                         default=[1, min(2, os.cpu_count())])
-    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--repeats', type=int, default=5,
+                        help='rounds of timed runs per thread count')
     parser.add_argument('--quick', action='store_true',
                         help='tiny sizes and one repeat: a smoke test of the harness')
     parser.add_argument('--shape', type=int, nargs='+', help='override the grid shape')
