@@ -1,9 +1,12 @@
 """The benchmark harness runs end to end (``benchmarks/run.py --quick``: tiny sizes, one
-repeat) and writes its tables and plots. Timings are not asserted."""
+round) and writes its tables and plots, and its rounds pair the runs they compare.
+Timings are not asserted."""
 
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,3 +26,48 @@ def test_benchmark_harness(tmp_path):
         for plot in ['', '_threads', '_compile', '_memory']:
             png = tmp_path / f'{name}{plot}.png'
             assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', png
+
+
+class FakeOperator:
+    """Stands in for an Operator: ``apply`` logs its name and the clock moves by its
+    cost times the machine's current slowness."""
+
+    parameters = ()
+
+    def __init__(self, name, cost, clock, log):
+        self.name, self.cost, self.clock, self.log = name, cost, clock, log
+
+    def apply(self, **kwargs):
+        self.log.append(self.name)
+        self.clock['now'] += self.cost * self.clock['slowness'](len(self.log))
+
+
+def test_rounds_rotate_and_ratios_pair_within_a_round(monkeypatch):
+    """Every operator runs once per round, the order rotates, and a ratio is taken
+    within each round: a machine that slows down threefold in the middle of round 1
+    spoils that round's ratio only, and the median over the rounds keeps the true one."""
+    sys.path.insert(0, str(ROOT / 'benchmarks'))
+    import run
+
+    clock, log = {'now': 0.0, 'slowness': lambda k: 1.0 if k <= 7 else 3.0}, []
+    monkeypatch.setattr(run.time, 'perf_counter', lambda: clock['now'])
+    monkeypatch.setattr(run, 'cpu_seconds', lambda: clock['now'])
+    ops = [FakeOperator(name, cost, clock, log)
+           for name, cost in [('primal', 1.0), ('adjoint', 1.1), ('gradient', 2.0)]]
+    prepared = [(run.Result(run.Case('', op.name, None, {})), op) for op in ops]
+    run.time_rounds(prepared, nthreads=1, repeats=4)
+
+    warm_up, timed = log[:3], log[3:]
+    assert warm_up == ['primal', 'adjoint', 'gradient']
+    assert [timed[3 * k] for k in range(4)] == ['primal', 'adjoint', 'gradient',
+                                                 'primal']
+    for k in range(4):
+        assert sorted(timed[3 * k:3 * k + 3]) == ['adjoint', 'gradient', 'primal']
+    primal, adjoint, _ = (result for result, _ in prepared)
+    assert len(primal.runs[1]) == 4
+    # from the 8th run on (round 1: adjoint fast, then gradient and primal slow)
+    assert primal.runs[1] == pytest.approx([1.0, 3.0, 3.0, 3.0])
+    assert adjoint.runs[1] == pytest.approx([1.1, 1.1, 3.3, 3.3])
+    value, low, high = run.paired(adjoint, primal, 1)
+    assert value == pytest.approx(1.1) and high == pytest.approx(1.1)
+    assert low == pytest.approx(1.1 / 3)  # round 1, the spoilt pair

@@ -142,6 +142,42 @@ def test_acoustic_gradient_reads_the_saved_centre():
     assert set(re.findall(r'\bu\[([^\]]*)\]', in_loop[0])) == {'time'}
 
 
+def test_acoustic_adjoint_loop_compiles_like_the_primal():
+    """What the C compiler makes of the stencil loops: the derived adjoint's loop in
+    the time loop uses the primal's vector registers, reads no gathered addresses and
+    takes within 10% of the primal's instructions per iteration, and so does the
+    gradient's fused loop against the sum of Devito's two loops (it also updates the
+    gradient). ``benchmarks/loops.py`` reports these numbers for every problem."""
+    import sys
+    from pathlib import Path
+
+    from conftest import acoustic_problem
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
+    from loops import stencil_loops
+
+    p = acoustic_problem(so=8, save=True)
+    u, rec, vp = p['u'], p['rec'], p['model'].vp
+    ub = TimeFunction(name='ub', grid=u.grid, space_order=u.space_order, time_order=2)
+    adjoints = {u: ub, rec: adjoint_function(rec)}
+    primal = stencil_loops(Operator(p['primal'], subs=p['subs'], **OPENMP))
+    adjoint = stencil_loops(AdjointOperator(p['primal'], adjoints, subs=p['subs'],
+                                            **OPENMP))
+    gradient = stencil_loops(AdjointOperator(p['primal'],
+                                             {**adjoints, vp: adjoint_function(vp)},
+                                             subs=p['subs'], **OPENMP))
+    (_, forward), = primal
+    (_, backward), = adjoint
+    (_, fused), = gradient  # the adjoint and the gradient updated in one loop
+    assert forward.register in ('zmm', 'ymm'), 'the primal is not vectorised'
+    for loop in (backward, fused):
+        assert loop.register == forward.register
+        assert loop.count('gather') == 0
+    assert len(backward.instructions) <= 1.1 * len(forward.instructions)
+    # Devito's gradient: the primal's loop run backward, then a loop for the gradient
+    # (about 10 instructions); the fused loop may take those and no more
+    assert len(fused.instructions) <= 1.1 * (len(forward.instructions) + 10)
+
+
 # -- GPU code targets (source generation only; no GPU compiler needed) -------------------
 
 def _atomic_targets(code):
