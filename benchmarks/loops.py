@@ -23,6 +23,7 @@ Run from the repository root::
 
     python benchmarks/loops.py                    # 2d, 3d and the paper's stencils
     python benchmarks/loops.py --problem 2d
+    python benchmarks/loops.py --quick --out /tmp/loops   # tiny sizes (smoke test)
 
 writes ``benchmarks/results/loops.md`` (``--out`` to change the directory).
 """
@@ -246,6 +247,9 @@ def main(argv=None):
     parser.add_argument('--problem', nargs='+', choices=list(run.PROBLEMS),
                         default=list(run.PROBLEMS))
     parser.add_argument('--out', type=Path, default=Path('benchmarks/results'))
+    parser.add_argument('--quick', action='store_true',
+                        help="run.py's tiny sizes (a smoke test: the loops are the same "
+                        'but for constants)')
     args = parser.parse_args(argv)
     text = ['# Innermost loops of the time loop, from the assembly', '',
             'Made by `python benchmarks/loops.py` (package at '
@@ -256,7 +260,7 @@ def main(argv=None):
             'one left-hand side are one update split into regions (an interior and '
             'its edges).', '']
     for problem in args.problem:
-        spec = dict(run.PROBLEMS[problem])
+        spec = dict((run.QUICK if args.quick else run.PROBLEMS)[problem])
         text += [f'## {problem}', '', '| ' + ' | '.join(HEAD) + ' |',
                  '|' + '---|' * len(HEAD)]
         text += ['| ' + ' | '.join(r) + ' |' for r in rows(problem, spec)] + ['']

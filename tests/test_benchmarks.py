@@ -28,6 +28,30 @@ def test_benchmark_harness(tmp_path):
             assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', png
 
 
+
+def test_loop_report(tmp_path):
+    """``benchmarks/loops.py`` writes a row for the primal's and the derived adjoint's
+    stencil loop in every problem, with no gathers in the 2D and 3D acoustic ones."""
+    proc = subprocess.run([sys.executable, 'benchmarks/loops.py', '--quick', '--out',
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = (tmp_path / 'loops.md').read_text()
+    for problem in ['2d', '3d', 'paper']:
+        assert f'## {problem}' in text
+    rows = [[c.strip() for c in ln.strip('|').split('|')] for ln in text.splitlines()
+            if ln.startswith('| ') and not ln.startswith('| operator')]
+    names = {r[0] for r in rows}
+    for name in ['primal', 'derived adjoint', 'derived gradient', "Devito's gradient",
+                 '3D wave derived adjoint', '1D Burgers derived adjoint']:
+        assert name in names, (name, text)
+    head = [c.strip() for c in text.split('| operator')[1].split('\n')[0].split('|')]
+    gathers = head.index('gathers')
+    for r in rows:
+        if r[0] in ('primal', 'derived adjoint', 'derived gradient'):
+            assert r[gathers] == '0', r
+
+
 class FakeOperator:
     """Stands in for an Operator: ``apply`` logs its name and the clock moves by its
     cost times the machine's current slowness."""
