@@ -25,11 +25,13 @@ Run from the repository root::
 
 ``--quick`` writes to a temporary directory unless ``--out`` is given. The scatter-form
 adjoint (``AdjointOperator(..., mode='scatter')``) runs in a child process per case, so
-that a failure or crash there skips it with a note. On a shared machine, check the
-table's CPU share column (near 1: the run had its cores). On the 2d problem, JAX's
-``jax.grad`` and deepwave (the optional ``bench`` extra) run as cases too, where they are
-installed: the same functions as ``jax_baseline.py`` and ``deepwave_baseline.py``, each
-in a child process per thread count pinned to that many CPUs.
+that a failure or crash there skips it with a note; the child times it in rounds with
+its group's primal and derived adjoint, so that its ratios to them are paired too. On a
+shared machine, check the table's CPU share column (near 1: the run had its cores). On
+the 2d problem, JAX's ``jax.grad`` and deepwave (the optional ``bench`` extra) run as
+cases too, where they are installed: the same functions as ``jax_baseline.py`` and
+``deepwave_baseline.py``, each in a child process per thread count pinned to that many
+CPUs.
 """
 
 import argparse
@@ -71,6 +73,9 @@ PEERS = ('JAX forward', 'JAX gradient', 'deepwave forward', 'deepwave gradient')
 # measured in a child process each, skipped with a note where they fail (a missing
 # optional package, a crash); peers once per thread count, with the child's CPUs pinned
 OPTIONAL = ('scatter adjoint', *PEERS)
+# an optional case's child process also times these cases of its group, in the same
+# rounds, so that its ratios to them are paired as well
+PARTNERS = {'scatter adjoint': ('primal', 'derived adjoint')}
 MB = 2 ** 20
 FOOTNOTE = (
     'Build: Operator construction (derivation and lowering). JIT compile: code '
@@ -127,6 +132,7 @@ class Result:
     cached: bool = False
     times: dict = field(default_factory=dict)
     runs: dict = field(default_factory=dict)  # {threads: [seconds in each round]}
+    partners: dict = field(default_factory=dict)  # {role: runs} of PARTNERS, same rounds
     cpu_share: dict = field(default_factory=dict)
     extra_rss: dict = field(default_factory=dict)
     fields: int = 0
@@ -623,6 +629,8 @@ def measure_child(case, problem, spec, args, threads):
     data = json.loads(lines[-1][len(RESULT_LINE):])
     for key in ('times', 'runs', 'cpu_share', 'extra_rss'):
         data[key] = {int(n): v for n, v in data[key].items()}
+    data['partners'] = {role: {int(n): v for n, v in runs.items()}
+                        for role, runs in data['partners'].items()}
     vars(result).update(data)
     return result
 
@@ -677,17 +685,26 @@ def groups(results):
 def paired(a, b, n):
     """Time of ``a`` over time of ``b`` at ``n`` threads, paired by round.
 
-    Where both ran in the same rounds (:func:`time_rounds`), the ratio within each
+    Where both ran in the same rounds (:func:`time_rounds`: both in this process, or
+    one in a child process that timed the other as its partner), the ratio within each
     round, so that both saw the machine in the same state.
 
     Returns
     -------
     median, lowest, highest : float
         The median over the rounds and the range; where the runs cannot be paired (a
-        case measured in a child process), the ratio of the medians three times.
+        peer measured on its own in a child process), the ratio of the medians three
+        times.
     """
-    ra, rb = a.runs.get(n, []), b.runs.get(n, [])
-    if a.case.role in OPTIONAL or b.case.role in OPTIONAL or len(ra) != len(rb):
+    if a.case.role not in OPTIONAL and b.case.role not in OPTIONAL:
+        ra, rb = a.runs.get(n, []), b.runs.get(n, [])
+    elif b.case.role in a.partners:
+        ra, rb = a.runs.get(n, []), a.partners[b.case.role].get(n, [])
+    elif a.case.role in b.partners:
+        ra, rb = b.partners[a.case.role].get(n, []), b.runs.get(n, [])
+    else:
+        ra, rb = [], [None]
+    if not ra or len(ra) != len(rb):
         value = a.times[n] / b.times[n]
         return value, value, value
     within = np.array(ra) / np.array(rb)
@@ -954,10 +971,15 @@ def run_problem(problem, spec, args):
     """
     cases, label = problem_cases(problem, spec)
     if args.child:
+        cases = list(cases)
         case = next(c for c in cases if c.name == args.child)
         if case.role in PEERS:  # the libraries size their thread pools by the CPUs
             os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads[0]])
-        print(as_json(measure([case], args.threads, args.repeats)[0]), flush=True)
+        partners = [c for c in cases if c.group == case.group
+                    and c.role in PARTNERS.get(case.role, ())]
+        *others, result = measure([*partners, case], args.threads, args.repeats)
+        result.partners = {r.case.role: r.runs for r in others}
+        print(as_json(result), flush=True)
         return
     start, rev, t0 = load(), revision(), time.perf_counter()
     cases = list(cases)
@@ -972,9 +994,12 @@ def run_problem(problem, spec, args):
                'the ratios: median over the rounds of the ratio within a round, '
                '[lowest-highest]).', CACHE_NOTE[args.jit_cache],
                f'{", ".join(OPTIONAL)}: measured in a child process each (same '
-               'steps), so that a crash cannot end the benchmark; the peers (JAX, '
+               'steps), so that a crash cannot end the benchmark; the scatter adjoint '
+               "in rounds with its group's primal and derived adjoint, timed again in "
+               'the child (its ratios to them are paired there); the peers (JAX, '
                'deepwave) in one child per thread count pinned to that many CPUs, '
-               'one timed run each.']
+               'one timed run each (their ratios are ratios of times from different '
+               'processes).']
     report(f'{problem} {label} {spec}', results, args.threads, args.out,
            OUTPUT[problem], context)
 

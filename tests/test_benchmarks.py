@@ -95,3 +95,20 @@ def test_rounds_rotate_and_ratios_pair_within_a_round(monkeypatch):
     value, low, high = run.paired(adjoint, primal, 1)
     assert value == pytest.approx(1.1) and high == pytest.approx(1.1)
     assert low == pytest.approx(1.1 / 3)  # round 1, the spoilt pair
+
+
+def test_child_ratios_pair_with_the_partners_timed_in_the_child():
+    """A scatter adjoint measured in a child process is paired with the primal the
+    child timed in the same rounds, not with the parent's primal from another time."""
+    sys.path.insert(0, str(ROOT / 'benchmarks'))
+    import run
+
+    primal = run.Result(run.Case('', 'primal', None, {}), times={2: 1.0},
+                        runs={2: [1.0, 1.0, 1.0]})
+    scatter = run.Result(run.Case('', 'scatter adjoint', None, {}), times={2: 9.0},
+                         runs={2: [6.0, 9.0, 12.0]},
+                         partners={'primal': {2: [3.0, 4.5, 6.0]}})
+    assert run.paired(scatter, primal, 2) == pytest.approx((2.0, 2.0, 2.0))
+    assert run.paired(primal, scatter, 2) == pytest.approx((0.5, 0.5, 0.5))
+    scatter.partners = {}  # nothing timed with it: the ratio of the medians
+    assert run.paired(scatter, primal, 2) == pytest.approx((9.0, 9.0, 9.0))
