@@ -95,14 +95,14 @@ def _states(program):
     return top
 
 
-def _snapshot_base():
-    from pyrevolve import Checkpoint
-    return Checkpoint
-
-
-class _Snapshots(_snapshot_base()):
+class _Snapshots:
     """The primal's state before a Revolve step: every slot of each buffered field
-    except the one that step overwrites."""
+    except the one that step overwrites.
+
+    It has what pyrevolve's ``Checkpoint`` interface asks for (``dtype``, ``size``,
+    ``nbytes``, ``get_data``, ``get_data_location``), without importing pyrevolve, so
+    the package imports where pyrevolve is not installed and checkpointing is not used.
+    """
 
     def __init__(self, states, first):
         self.states, self.first = states, first
@@ -114,6 +114,10 @@ class _Snapshots(_snapshot_base()):
     @property
     def size(self):
         return sum(int(np.prod(f._data.shape[1:])) * f.time_order for f in self.states)
+
+    @property
+    def nbytes(self):
+        return self.size * np.dtype(self.dtype).itemsize
 
     def get_data(self, timestep):
         counter = self.first + timestep

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,3 +113,46 @@ def test_child_ratios_pair_with_the_partners_timed_in_the_child():
     assert run.paired(primal, scatter, 2) == pytest.approx((0.5, 0.5, 0.5))
     scatter.partners = {}  # nothing timed with it: the ratio of the medians
     assert run.paired(scatter, primal, 2) == pytest.approx((9.0, 9.0, 9.0))
+
+
+def test_gpu_script_compiler_offloads_and_reuses_prebuilt_objects(tmp_path, monkeypatch):
+    """``gpu_gradient.py``'s gcc compiler offloads only for GPU platforms, and a shared
+    object it stored is loaded by the hash of the C code, with no compiler run."""
+    sys.path.insert(0, str(ROOT / 'benchmarks'))
+    import gpu_gradient
+    from devito import Eq, Grid, Operator, TimeFunction
+    from devito.arch import platform_registry
+    from devito.arch.compiler import GNUCompiler, compiler_registry
+
+    def flags(platform):
+        c = compiler_registry['gnu-offload'](platform=platform_registry[platform],
+                                             language='openmp', mpi=False,
+                                             name='gnu-offload')
+        return c.cflags + c.ldflags
+
+    assert '-foffload=nvptx-none' in flags('nvidiaX')
+    assert not any(f.startswith('-foffload') for f in flags('hsw'))
+    assert '-march=x86-64-v3' in flags('hsw') and '-march=native' not in flags('hsw')
+
+    store = tmp_path / 'prebuilt'
+    monkeypatch.setenv('PERFORAD_PREBUILT', str(store))
+    jit_dir = {'path': tmp_path / 'jit-here'}
+    jit_dir['path'].mkdir()
+    monkeypatch.setattr(gpu_gradient.GNUOffloadCompiler, 'get_jit_dir',
+                        lambda self: jit_dir['path'])
+    monkeypatch.setattr(gpu_gradient.GNUOffloadCompiler, 'get_codepy_dir',
+                        lambda self: jit_dir['path'] / 'codepy')
+    u = TimeFunction(name='u', grid=Grid(shape=(11,)))
+    target = {'platform': 'hsw', 'language': 'openmp', 'compiler': 'gnu-offload'}
+    Operator(Eq(u.forward, u + 1), **target).apply(time_M=2)
+    assert len(list(store.glob('*.so'))) == 1
+
+    def no_compiler(*args):
+        raise AssertionError('compiled although a prebuilt object was stored')
+
+    monkeypatch.setattr(GNUCompiler, 'jit_compile', no_compiler)
+    jit_dir['path'] = tmp_path / 'jit-elsewhere'  # as on another machine
+    jit_dir['path'].mkdir()
+    u.data[:] = 0
+    Operator(Eq(u.forward, u + 1), **target).apply(time_M=4)
+    assert np.all(u.data[5 % 2] == 5)
