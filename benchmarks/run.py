@@ -275,10 +275,19 @@ def paper_cases(shape, n3d, nt):
     for label, (u, primal) in [('1D wave', wave(shape[0], 1, 0.3)),
                                ('3D wave', wave(n3d, 3, 0.1)),
                                ('1D Burgers', burgers(shape[0] // 4))]:
-        ub = adjoint_function(u)
+        # The adjoint of the time stepping: a buffered adjoint field, seeded with the
+        # final levels (for Burgers, the primal is saved for its nonlinear terms)
+        ub = TimeFunction(name='ub', grid=u.grid, space_order=2, time_order=u.time_order)
         yield Case(label, 'primal', lambda p=primal: Operator(p, **kw), steps)
         yield Case(label, 'derived adjoint',
                    lambda p=primal, u=u, ub=ub: AdjointOperator(p, {u: ub}, **kw), steps)
+        if u.save is not None:
+            # An objective on every saved level: the adjoint field is saved too and
+            # takes a seed at each level, read and rewritten as the adjoint passes
+            ubs = adjoint_function(u)
+            yield Case(label, 'derived adjoint, seeds at every level',
+                       lambda p=primal, u=u, ub=ubs: AdjointOperator(p, {u: ub}, **kw),
+                       steps)
         yield Case(label, 'scatter adjoint',
                    lambda p=primal, u=u, ub=ub: AdjointOperator(p, {u: ub},
                                                                 mode='scatter', **kw),
@@ -754,6 +763,8 @@ def summary(results, threads):
         parts = []
         for label, num, den, attr, k in [
                 ('derived adjoint / primal', 'derived adjoint', 'primal', 'times', n),
+                ('derived adjoint with seeds at every level / primal',
+                 'derived adjoint, seeds at every level', 'primal', 'times', n),
                 ('scatter adjoint / primal', 'scatter adjoint', 'primal', 'times', n),
                 ('scatter / derived adjoint', 'scatter adjoint', 'derived adjoint',
                  'times', n),

@@ -282,3 +282,25 @@ def test_function_written_in_time_loop_is_refused():
     primal = [Eq(r, u.dx2), Eq(u.forward, u + r)]
     with pytest.raises(AdjointError, match=r"field `r`.*TimeFunction"):
         adjoint(primal, {u: adjoint_function(u), r: adjoint_function(r)})
+
+
+def test_lone_loop_gets_contiguous_chunks():
+    """A 1D adjoint's OpenMP loops hand each thread one contiguous block (Devito's
+    chunks of one point would interleave the threads and stop vectorisation), while a
+    2D adjoint's outer loops keep Devito's row-by-row chunks; Devito is left as it was."""
+    import re
+
+    def schedules(op):
+        return set(re.findall(r'omp for (schedule\([^)]*\))', str(op)))
+
+    openmp = dict(opt=('advanced', {'openmp': True}))
+    for ndim, expected in [(1, {'schedule(static)'}), (2, {'schedule(static,1)'})]:
+        grid = make_grid(ndim)
+        u = TimeFunction(name='u', grid=grid, space_order=2, time_order=2)
+        lap = sum(u.shift(d, d.spacing) + u.shift(d, -d.spacing) - 2 * u
+                  for d in grid.dimensions)
+        primal = [Eq(u.forward, 2 * u - u.backward + 0.1 * lap)]
+        adjoint_op = AdjointOperator(primal, {u: adjoint_function(u)}, **openmp)
+        assert schedules(adjoint_op) == expected
+    static = ('advanced', {'openmp': True, 'par-dynamic-work': np.inf})
+    assert schedules(Operator(primal[0], opt=static)) == {'schedule(static,1)'}
