@@ -54,6 +54,7 @@ import numpy as np
 from devito import Operator, TimeFunction, configuration
 
 from devito_perforad import AdjointOperator, adjoint_function
+from devito_perforad.assemble import contiguous_innermost
 
 configuration['log-level'] = 'ERROR'
 configuration['language'] = 'openmp'  # every operator, Devito's own included
@@ -271,6 +272,10 @@ def paper_cases(shape, n3d, nt):
     # Static OpenMP scheduling for all (AdjointOperator's default): Devito would pick
     # schedule(dynamic, 1) for the Burgers primal, which is far slower on long 1D loops.
     kw = dict(opt=('advanced', {'par-dynamic-work': np.inf}))
+
+    def contiguous(primal):
+        with contiguous_innermost():
+            return Operator(primal, **kw)
     steps = dict(time_m=1, time_M=nt)
     for label, (u, primal) in [('1D wave', wave(shape[0], 1, 0.3)),
                                ('3D wave', wave(n3d, 3, 0.1)),
@@ -279,6 +284,10 @@ def paper_cases(shape, n3d, nt):
         # final levels (for Burgers, the primal is saved for its nonlinear terms)
         ub = TimeFunction(name='ub', grid=u.grid, space_order=2, time_order=u.time_order)
         yield Case(label, 'primal', lambda p=primal: Operator(p, **kw), steps)
+        if u.grid.dim == 1:
+            # Like for like: the schedule the derived adjoint gets for a lone loop
+            yield Case(label, 'primal, contiguous chunks', lambda p=primal: contiguous(p),
+                       steps)
         yield Case(label, 'derived adjoint',
                    lambda p=primal, u=u, ub=ub: AdjointOperator(p, {u: ub}, **kw), steps)
         if u.save is not None:
@@ -763,6 +772,8 @@ def summary(results, threads):
         parts = []
         for label, num, den, attr, k in [
                 ('derived adjoint / primal', 'derived adjoint', 'primal', 'times', n),
+                ('derived adjoint / primal with contiguous chunks', 'derived adjoint',
+                 'primal, contiguous chunks', 'times', n),
                 ('derived adjoint with seeds at every level / primal',
                  'derived adjoint, seeds at every level', 'primal', 'times', n),
                 ('scatter adjoint / primal', 'scatter adjoint', 'primal', 'times', n),

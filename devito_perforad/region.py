@@ -379,9 +379,9 @@ def seed_mask(field, gb, level, guard, time, top_levels):
         return own
     if valid is sympy.false:
         return sympy.S.Zero
-    if not inside:
-        # A condition on the counter alone: the C compiler unswitches the loop on it,
-        # so the slot is not even loaded on the steps where it is stale.
-        return Select(valid, own, sympy.S.Zero)
     # ``own`` is a finite adjoint value: a 0/1 factor is exact and keeps loops simple.
+    # (A ternary on the counter alone, ``valid ? own : 0``, makes the C compiler
+    # unswitch every loop nest on it: the 1D Burgers adjoint then took 4.6 s to compile
+    # instead of 1.2 s. The slot is the one the update writes, so loading it costs no
+    # extra memory traffic.)
     return Select(valid, sympy.S.One, sympy.S.Zero) * own
