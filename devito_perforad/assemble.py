@@ -151,7 +151,14 @@ def AdjointOperator(expressions, adjoints, mode='gather', checkpointing=False,  
         return CheckpointedAdjoint(expressions, adjoints, n_checkpoints, **kwargs)
     kwargs.setdefault('name', 'Adjoint')
     kwargs = mpi_options(kwargs)
-    eqs = adjoint(expressions, adjoints, kwargs.get('subs'), mode)
+    return adjoint_operator(adjoint(expressions, adjoints, kwargs.get('subs'), mode),
+                            **kwargs)
+
+
+def adjoint_operator(eqs, **kwargs):
+    """``devito.Operator(eqs, **kwargs)`` with the adjoint's OpenMP schedule: static
+    (:func:`static_schedule`), one contiguous block per thread for a lone loop
+    (:func:`contiguous_innermost`)."""
     with contiguous_innermost():
         return Operator(eqs, **static_schedule(kwargs))
 
@@ -240,8 +247,7 @@ def contiguous_innermost():
 
 def edge_strip(dimension):
     """Whether ``dimension`` is a left or right SubDimension (a strip at an edge)."""
-    return bool(getattr(dimension, 'is_left', False) or getattr(dimension, 'is_right',
-                                                                    False))
+    return any(getattr(dimension, side, False) for side in ('is_left', 'is_right'))
 
 
 # -- checks ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 from devito import Operator, TimeFunction
 
 from .access import analyse
-from .assemble import adjoint, contiguous_innermost, static_schedule
+from .assemble import adjoint, adjoint_operator
 from .errors import AdjointError
 from .fields import check_adjoints, is_saved
 
@@ -57,8 +57,7 @@ class CheckpointedAdjoint:
         self.n_checkpoints = n_checkpoints
         self.forward = Operator(expressions, **kwargs)
         eqs = adjoint(expressions, adjoints, kwargs.get('subs'), checkpointed=True)
-        with contiguous_innermost():
-            self.reverse = Operator(eqs, **static_schedule(dict(kwargs, name='Adjoint')))
+        self.reverse = adjoint_operator(eqs, **dict(kwargs, name='Adjoint'))
 
     def apply(self, **kwargs):
         """Run the primal with snapshots, then the adjoint, over the primal's range.
