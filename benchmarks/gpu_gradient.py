@@ -74,14 +74,14 @@ class GNUOffloadCompiler(GNUCompiler):
             return super().jit_compile(soname, code)
         prebuilt = Path(store, hashlib.sha1(code.encode()).hexdigest()[:20] + '.so')
         target = self.get_jit_dir().joinpath(f'{soname}{self.so_ext}')
-        if prebuilt.exists() and not target.exists():
-            # a new file, never copied over: the process may have a target loaded
-            shutil.copyfile(prebuilt, f'{target}.part')
-            os.replace(f'{target}.part', target)
-        if target.exists():
+        if prebuilt.exists():
+            if not target.exists():
+                # a new file, never copied over: the process may have a target loaded
+                shutil.copyfile(prebuilt, f'{target}.part')
+                os.replace(f'{target}.part', target)
             return False, str(prebuilt)
         print(f"no prebuilt {prebuilt}: compiling {soname}", flush=True)
-        recompiled, src_file = super().jit_compile(soname, code)
+        recompiled, src_file = super().jit_compile(soname, code)  # or Devito's cache
         prebuilt.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(target, prebuilt)
         return recompiled, src_file

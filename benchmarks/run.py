@@ -282,7 +282,8 @@ def paper_cases(shape, n3d, nt):
                                ('1D Burgers', burgers(shape[0] // 4))]:
         # The adjoint of the time stepping: a buffered adjoint field, seeded with the
         # final levels (for Burgers, the primal is saved for its nonlinear terms)
-        ub = TimeFunction(name='ub', grid=u.grid, space_order=2, time_order=u.time_order)
+        ub = TimeFunction(name='ub', grid=u.grid, space_order=u.space_order,
+                          time_order=u.time_order)
         yield Case(label, 'primal', lambda p=primal: Operator(p, **kw), steps)
         if u.grid.dim == 1:
             # Like for like: the schedule the derived adjoint gets for a lone loop
