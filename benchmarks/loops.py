@@ -186,11 +186,31 @@ def enclosing_loops(c):
     return [tuple(v for v in loops if v) for loops in out]
 
 
+def top_counter_lines(c):
+    """The lines (1-based) of the C code ``c`` inside an ``if (time >= ...)`` block:
+    statements that run at the first counters of a backward run only (an adjoint
+    update that adds its seeds; see ``devito_perforad.region.seed_counters``)."""
+    stack, pending, out = [], False, set()
+    for i, line in enumerate(c.splitlines(), 1):
+        text = line.strip()
+        pending = pending or text.startswith('if (time >= ')
+        if any(stack):
+            out.add(i)
+        for ch in text:
+            if ch == '{':
+                stack.append(pending)
+                pending = False
+            elif ch == '}' and stack:
+                stack.pop()
+    return out
+
+
 def stencil_loops(op):
     """Per statement of ``op`` inside its time loop and outside sparse loops, its
     main loop: the innermost loop with the widest vector register (the vectorised
     body), and of those the shortest (not a remainder or a peeled copy), in source
-    order.
+    order. Statements that run at the first counters only (:func:`top_counter_lines`)
+    are left out.
 
     Returns
     -------
@@ -200,12 +220,13 @@ def stencil_loops(op):
     """
     c, asm = assembly(op)
     c_lines, around = c.splitlines(), enclosing_loops(c)
+    once = top_counter_lines(c)
     width = {'zmm': 2, 'ymm': 1, '': 0}
     best = {}
     for loop in inner_loops(asm):
         line = loop.statement
         loops = around[line - 1]
-        if ('time' not in loops or loops[-1] == 'time'
+        if line in once or ('time' not in loops or loops[-1] == 'time'
                 or any(v.startswith(('p_', 'rp_')) for v in loops)):
             continue  # outside the time loop, the loop header, or a sparse operation
         key = (-width[loop.register], len(loop.instructions))

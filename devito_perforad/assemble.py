@@ -50,8 +50,10 @@ from .region import (
     Select,
     covers_domain,
     guarded,
+    on_counters,
     run_edge,
     run_range,
+    seed_counters,
     seed_mask,
     space_conditions,
     split,
@@ -391,6 +393,52 @@ def _updates(lhs, keep, terms, grid, scale=sympy.S.One):
 
 # -- time loops -----------------------------------------------------------------------
 
+class _Step:
+    """The dense updates of one counter of the backward loop, in two versions where a
+    buffered adjoint's slot holds a seed at the first counters only (see
+    :func:`~devito_perforad.region.seed_counters`).
+
+    At the counters where some slot still holds a seed, every update runs as one
+    guarded loop nest that adds the seeds (it runs once or a few times). At all other
+    counters the updates run as usual, split into core and shells, and an update whose
+    slot holds no seed there neither reads nor adds it: the loop does not read the slot
+    it overwrites. Both versions hold every update of the stretch, so that Devito still
+    fuses the gradient's update with the adjoint's into one loop nest.
+
+    ``add`` and ``update`` collect a stretch of updates; ``flush`` returns their
+    equations before anything else (a sparse operation, an update pinned at an edge
+    of the run) comes next.
+    """
+
+    def __init__(self, grid):
+        self.grid = grid
+        self.seeded, self.plain, self.where = [], [], []
+
+    def add(self, eqs):
+        """Equations that are the same in both versions (temporaries)."""
+        self.seeded += eqs
+        self.plain += eqs
+
+    def update(self, lhs, keep, terms, scale, seeded):
+        """``lhs = keep + scale * terms``, ``keep`` being 0 at counters outside
+        ``seeded`` (None: ``keep`` everywhere)."""
+        self.seeded.append(Eq(lhs, keep + scale * guarded(terms)))
+        self.plain += _updates(lhs, keep if seeded is None else sympy.S.Zero, terms,
+                               self.grid, scale)
+        if seeded is not None and seeded not in self.where:
+            self.where.append(seeded)
+
+    def flush(self):
+        if not self.where:
+            eqs = self.plain
+        else:
+            where = sympy.Or(*self.where)
+            eqs = (on_counters(self.seeded, where)
+                   + on_counters(self.plain, sympy.Not(where)))
+        self.seeded, self.plain, self.where = [], [], []
+        return eqs
+
+
 @dataclass
 class _Node:
     """One adjoint update inside the backward time loop."""
@@ -531,16 +579,20 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
     orphans = receivers(active, derivs, adjoints, w, nodes, time, scales)
     top_levels = top_written_levels(program)
     eqs = _rescale(scales, adjoints, time, 'top', 1)
+    step = _Step(grid)
     for node in _schedule(nodes):
         if node.guard != 'top' and orphans:
-            eqs += pin_sparse(orphans, time, 'top')
+            eqs += step.flush() + pin_sparse(orphans, time, 'top')
             orphans = []
         if node.guard != 'top' and edges['top']:
-            eqs += _edge_updates(edges['top'], time, 'top')
+            eqs += step.flush() + _edge_updates(edges['top'], time, 'top')
             edges['top'] = []
         gb = adjoints[node.field]
         own = at_offsets(gb, time=node.level)
-        eqs += node.temps
+        if node.guard is None:
+            step.add(node.temps)
+        else:
+            eqs += step.flush() + node.temps
         if node.level is None and not node.terms and not node.raw:
             pass  # a parameter with sparse contributions only, or all moved early
         elif not isinstance(gb, SparseFunction):
@@ -549,16 +601,18 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
             if mode == 'scatter' and node.guard is None:
                 raw = [(stmt, a, term, base, conditions, safe)
                        for stmt, term, base, conditions, safe, a in node.raw]
-                eqs += scatter_level(own, keep, raw)
+                eqs += step.flush() + scatter_level(own, keep, raw)
             elif node.guard is None:
-                eqs += _updates(own, keep, node.terms, grid, scale)
+                seeded = seed_counters(node.field, gb, node.level, time, top_levels)
+                step.update(own, keep, node.terms, scale, seeded)
             else:  # runs once: no need to split
                 copies, rhs = _level_copies(keep + scale * guarded(node.terms), grid)
                 eqs += [_once(e, time, node.guard) for e in copies + [Eq(own, rhs)]]
-        if node.guard is None:
-            eqs += [build(target, expr) for build, target, expr in node.sparse]
-        else:
-            eqs += pin_sparse(node.sparse, time, node.guard)
+        if node.sparse and node.guard is None:
+            eqs += step.flush() + [build(target, e) for build, target, e in node.sparse]
+        elif node.sparse:
+            eqs += step.flush() + pin_sparse(node.sparse, time, node.guard)
+    eqs += step.flush()
     _check_buffers(nodes, adjoints)
     eqs += _edge_updates(edges['bottom'], time, 'bottom')
     return eqs + _rescale(scales, adjoints, time, 'bottom', -1)
