@@ -404,11 +404,11 @@ def seed_counters(field, gb, level, time, top_levels):
     at every counter, or only at some points (the primal ran on a SubDomain).
 
     A buffered adjoint's slot holds a seed only for the first counters of the run
-    (``time >= time_M`` for the wave equation). The update then runs in two versions
-    (:func:`on_counters`): one that adds the seed, at those counters only, and one that
-    neither reads nor adds it, at all others. A single update adding ``0/1 * seed``
-    would read the slot it overwrites at every counter: one more stream of memory
-    than the primal's loop, 10% of the 2D acoustic adjoint's time.
+    (``time >= time_M`` for the wave equation). The loop's update then need not read
+    the slot it overwrites: the driver sets the seed aside and adds it back at those
+    counters only (:func:`on_counters`; see ``assemble._Step``). Adding ``0/1 * seed``
+    instead would read the slot at every counter: one more stream of memory than the
+    primal's loop, 10% of the 2D acoustic adjoint's time.
 
     Examples
     --------
