@@ -53,6 +53,24 @@ def test_loop_report(tmp_path):
             assert r[gathers] == '0', r
 
 
+def test_compile_report(tmp_path):
+    """``benchmarks/compile.py`` compiles every Devito operator of a problem from an
+    empty cache and reports the median with its ratio to the primal."""
+    proc = subprocess.run([sys.executable, 'benchmarks/compile.py', '--problem', 'paper',
+                           '--repeats', '2', '--out', str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = (tmp_path / 'compile.md').read_text()
+    rows = {r[0]: r for r in ([c.strip() for c in ln.strip('|').split('|')]
+                              for ln in text.splitlines() if ln.startswith('| 1D')
+                              or ln.startswith('| 3D'))}
+    for name in ['1D wave primal', '1D wave derived adjoint', '3D wave derived adjoint',
+                 '1D Burgers derived adjoint']:
+        assert name in rows, (name, text)
+        assert len(rows[name][3].split()) == 2  # two real compiles
+    assert rows['1D wave primal'][2] == '1.00'
+
+
 class FakeOperator:
     """Stands in for an Operator: ``apply`` logs its name and the clock moves by its
     cost times the machine's current slowness."""
