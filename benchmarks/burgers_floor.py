@@ -25,10 +25,12 @@ from devito import Eq, Grid, Operator, TimeFunction, configuration
 from devito_perforad import AdjointOperator
 from devito_perforad.assemble import contiguous_innermost
 
-__all__ = ['operators', 'main']
+__all__ = ['burgers_step', 'operators', 'main']
 
 
-def _step(u):
+def burgers_step(u):
+    """The PerforAD paper's 1D Burgers step on ``u`` (``benchmarks/run.py`` times it
+    too), as a list of Devito equations."""
     x = u.grid.dimensions[0]
     up, um = u.shift(x, x.spacing), u.shift(x, -x.spacing)
     upwind = sympy.Max(u, 0) * (u - um) + sympy.Min(u, 0) * (up - u)
@@ -56,9 +58,9 @@ def operators(n, nt):
     u = TimeFunction(name='u', grid=grid, space_order=2, save=nt + 2)
     ub = TimeFunction(name='ub', grid=grid, space_order=2, time_order=1)
     with contiguous_innermost():
-        ops = {'primal, contiguous chunks': Operator(_step(u), **kw),
+        ops = {'primal, contiguous chunks': Operator(burgers_step(u), **kw),
                'hand-written adjoint (interior)': Operator([_hand_adjoint(u, ub)], **kw)}
-    ops['derived adjoint'] = AdjointOperator(_step(u), {u: ub}, **kw)
+    ops['derived adjoint'] = AdjointOperator(burgers_step(u), {u: ub}, **kw)
     u.data[:] = 0.1 * np.random.default_rng(0).standard_normal(u.data.shape)
     for op in ops.values():
         _ = op.cfunction

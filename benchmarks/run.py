@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from burgers_floor import burgers_step
 from devito import Operator, TimeFunction, configuration
 
 from devito_perforad import AdjointOperator, adjoint_function
@@ -251,7 +252,6 @@ def paper_cases(shape, n3d, nt):
     ------
     Case
     """
-    import sympy
     from devito import Eq, Grid
 
     def wave(n, ndim, c):
@@ -263,11 +263,8 @@ def paper_cases(shape, n3d, nt):
 
     def burgers(n):
         grid = Grid(shape=(n,), dtype=np.float64)
-        x = grid.dimensions[0]
         u = TimeFunction(name='u', grid=grid, space_order=2, save=nt + 2)
-        up, um = u.shift(x, x.spacing), u.shift(x, -x.spacing)
-        upwind = sympy.Max(u, 0) * (u - um) + sympy.Min(u, 0) * (up - u)
-        return u, [Eq(u.forward, u - 0.2 * upwind + 0.05 * (up + um - 2 * u))]
+        return u, burgers_step(u)
 
     # Static OpenMP scheduling for all (AdjointOperator's default): Devito would pick
     # schedule(dynamic, 1) for the Burgers primal, which is far slower on long 1D loops.

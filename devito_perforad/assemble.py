@@ -417,15 +417,17 @@ class _Step:
         self.seeds = {}  # (field, level) -> (array set aside, counter condition)
         self.updates, self.after, self.pending = [], [], set()
 
-    def set_aside(self, field, gb, level, seeded):
+    def set_aside(self, field, gb, level, top_levels):
         """Set aside the seed of ``gb`` at ``level`` where it is one at the run's first
-        counter alone (``seeded``, see
-        :func:`~devito_perforad.region.seed_counters`), which is the case whenever the
-        adjoint's buffer has as many slots as the primal's. The copy is made once,
-        before the loop: the equations returned (Devito fuses them with the other
-        updates there). Otherwise (None, or a wider buffer whose slots hold seeds for
-        several counters) the update reads the slot, through ``keep``.
+        counter alone (see :func:`~devito_perforad.region.seed_counters`; ``top_levels``
+        from :func:`~devito_perforad.region.top_written_levels`), which is the case
+        whenever the adjoint's buffer has as many slots as the primal's. The copy is
+        made once, before the loop: the equations returned (Devito fuses them with the
+        other updates there). Otherwise (no seed to set aside, or a wider buffer whose
+        slots hold seeds for several counters) the update reads the slot, through
+        ``keep``.
         """
+        seeded = seed_counters(field, gb, level, self.time, top_levels)
         if seeded is None or seeded.subs(self.time, self.time.symbolic_max - 1) \
                 is not sympy.false:
             return []
@@ -605,10 +607,8 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
     if mode == 'gather':
         for node in nodes:
             if node.guard is None and node.level is not None:
-                seeded = seed_counters(node.field, adjoints[node.field], node.level,
-                                       time, top_levels)
                 eqs += step.set_aside(node.field, adjoints[node.field], node.level,
-                                      seeded)
+                                      top_levels)
     for node in _schedule(nodes):
         if node.guard != 'top' and orphans:
             eqs += step.flush() + pin_sparse(orphans, time, 'top')

@@ -118,14 +118,20 @@ def test_whole_domain_adjoint_has_no_edge_guards():
     assert not re.search(r'\b[xyz] [-+] \d+ [<>]= [xyz]_[mM]\b', code)
 
 
-def _loop_updates(code, f):
-    """``(line, at_top)`` of every assignment to ``f`` at its own point inside the time
-    loop; ``at_top`` where it sits in an ``if (time >= ...)`` block."""
+def _loop_tools():
+    """``benchmarks/loops.py``, which reads loops out of generated code."""
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
-    from loops import enclosing_loops, top_counter_lines
-    top, around = top_counter_lines(code), enclosing_loops(code)
+    import loops
+    return loops
+
+
+def _loop_updates(code, f):
+    """``(line, at_top)`` of every assignment to ``f`` at its own point inside the time
+    loop; ``at_top`` where it sits in an ``if (time >= ...)`` block."""
+    tools = _loop_tools()
+    top, around = tools.top_counter_lines(code), tools.enclosing_loops(code)
     own = ''.join(f'[{d.name} + {f._size_halo[d].left}]' for d in f.space_dimensions)
     return [(ln, i in top) for i, ln in enumerate(code.splitlines(), 1)
             if re.search(rf'\b{f.name}\[t\d\]{re.escape(own)} =', ln)
@@ -168,15 +174,7 @@ def test_buffered_adjoint_loop_does_not_read_the_slot_it_writes(problem):
     loop = code.index('for (int time')
     copy, back = uses
     assert len(code[:loop].splitlines()) >= copy
-    assert back in _top_lines(code)
-
-
-def _top_lines(code):
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
-    from loops import top_counter_lines
-    return top_counter_lines(code)
+    assert back in _loop_tools().top_counter_lines(code)
 
 
 def test_acoustic_gradient_reads_the_saved_centre():
@@ -209,12 +207,8 @@ def test_acoustic_adjoint_loop_compiles_like_the_primal():
     takes within 10% of the primal's instructions per iteration, and so does the
     gradient's fused loop against the sum of Devito's two loops (it also updates the
     gradient). ``benchmarks/loops.py`` reports these numbers for every problem."""
-    import sys
-    from pathlib import Path
-
     from conftest import acoustic_problem
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
-    from loops import stencil_loops
+    stencil_loops = _loop_tools().stencil_loops
 
     p = acoustic_problem(so=8, save=True)
     u, rec, vp = p['u'], p['rec'], p['model'].vp
