@@ -60,10 +60,11 @@ from .region import (
     time_conditions,
     top_written_levels,
     unguarded,
+    vanishes_outside,
 )
 from .reverse import pin, reverse, shift
 from .scatter import scatter, scatter_level
-from .sparse import edge_only, pin_sparse, receivers, transpose_sparse
+from .sparse import edge_only, inject_inside, pin_sparse, receivers, transpose_sparse
 
 __all__ = ['adjoint', 'AdjointOperator', 'contiguous_innermost']
 
@@ -367,8 +368,9 @@ def _spatial_adjoint(program, adjoints, mode):
                 eqs.append(scatter(stmt, a, d * seed, adjoints[a.field]))
                 continue
             term = reverse(stmt, a, d, seed)
-            by_target[a.field].append(
-                (space_conditions(grid, stmt.subdomain, term.shift), term.expr))
+            where = [] if _unguarded_term(d * seed, stmt, adjoints) else \
+                space_conditions(grid, stmt.subdomain, term.shift)
+            by_target[a.field].append((where, term.expr))
         for g, terms in by_target.items():
             gb = at_offsets(adjoints[g])
             eqs += _updates(gb, gb, terms, grid)
@@ -569,7 +571,7 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
                     continue
                 for inject, expr in corrections.get((id(stmt), a.field), []):
                     node.sparse.append((lambda target, e, s=inject.sparse:
-                                        s.inject(field=target, expr=e),
+                                        inject_inside(s, target, e),
                                         at_offsets(adjoints[a.field]), expr * seed))
                 term = reverse(stmt, a, d, seed, level=node.level)
                 conditions = time_conditions(time, term.step, node.guard)
@@ -597,7 +599,7 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
             # the updates that run once, at an edge of the run, stay gathers in
             # scatter form: Devito 4.8 emits an invalid OpenMP reduction clause for
             # several increments of one array fused in a loop outside the time loop
-            _gather_terms(node, grid)
+            _gather_terms(node, grid, adjoints)
 
     nodes += list(early.values())
     orphans = receivers(active, derivs, adjoints, w, nodes, time, scales)
@@ -638,7 +640,8 @@ def _time_adjoint(program, adjoints, mode, checkpointed=False):
                 copies, rhs = _level_copies(keep + scale * guarded(node.terms), grid)
                 eqs += [_once(e, time, node.guard) for e in copies + [Eq(own, rhs)]]
         if node.sparse and node.guard is None:
-            eqs += step.flush() + [build(target, e) for build, target, e in node.sparse]
+            eqs += step.flush() + [eq for build, target, e in node.sparse
+                                    for eq in build(target, e)]
         elif node.sparse:
             eqs += step.flush() + pin_sparse(node.sparse, time, node.guard)
     eqs += step.flush()
@@ -821,7 +824,7 @@ def _through_saved_writes(program, active, derivs, adjoints, checkpointed):
 _temps = count()
 
 
-def _gather_terms(node, grid):
+def _gather_terms(node, grid, adjoints):
     """Guard a node's reversed terms, factoring shifted copies of one product.
 
     A stencil ``y = K * sum_o w_o g(p + o)`` reverses into ``sum_o w_o (K yb)(q - o)``:
@@ -852,10 +855,11 @@ def _gather_terms(node, grid):
             conditions = []
         rest = group[0][1]
         if len(group) < 2 or _bare_seed(rest, stmt):
-            # A bare seed needs no temporary, and no guard either where the primal ran
-            # on the whole domain: the adjoint's halo is zero.
+            # A bare seed needs no temporary. Where the primal ran on the whole
+            # domain, a term that vanishes with its seed needs no guard either: the
+            # adjoint's halo is zero (region.vanishes_outside).
             for coeff, rest, (stmt, term, *_rest) in group:
-                where = [] if _bare_seed(rest, stmt) else \
+                where = [] if _unguarded_term(rest, stmt, adjoints) else \
                     space_conditions(grid, stmt.subdomain, term.shift)
                 scaled[factor].append((conditions + where,
                                        coeff * shift(rest, time=term.step,
@@ -928,6 +932,13 @@ def _bare_seed(expr, stmt):
     return (covers_domain(stmt.write.field.grid, stmt.subdomain)
             and isinstance(expr, AbstractFunction)
             and retrieve_functions(expr) == [expr])
+
+
+def _unguarded_term(expr, stmt, adjoints):
+    """Whether the term ``expr`` of a whole-domain statement needs no domain-edge
+    guard (:func:`~devito_perforad.region.vanishes_outside`)."""
+    return (covers_domain(stmt.write.field.grid, stmt.subdomain)
+            and vanishes_outside(expr, adjoints[stmt.write.field]))
 
 
 def _by_dim(offsets, grid):

@@ -31,14 +31,15 @@ import numpy as np
 import sympy
 from devito import ConditionalDimension, Constant, SubDomain
 from devito.mpi import distributed
-from devito.symbolics import InlineIf
+from devito.symbolics import InlineIf, retrieve_functions
+from devito.types.basic import AbstractFunction
 
-from .access import at_offsets
+from .access import access_of, at_offsets
 from .fields import is_saved, several_ranks
 
 __all__ = ['Select', 'space_conditions', 'time_conditions', 'guarded', 'subdomain_bounds',
            'domain_bounds', 'Box', 'integer_bounds', 'domain_edge', 'split',
-           'unguarded',
+           'unguarded', 'finite', 'vanishes_outside',
            'top_written_levels', 'seed_where', 'seed_mask', 'seed_counters',
            'on_counters', 'covers_domain', 'run_range', 'run_edge']
 
@@ -342,6 +343,71 @@ def unguarded(terms):
     """``guarded(terms)`` with the domain-edge guards dropped (for the core)."""
     return guarded([([c for c in conditions if domain_edge(c) is None], expr)
                     for conditions, expr in terms])
+
+
+_FINITE_HEADS = (sympy.Add, sympy.Mul, sympy.Max, sympy.Min, sympy.Abs, sympy.sign,
+                 sympy.Heaviside, sympy.sin, sympy.cos, sympy.Piecewise,
+                 sympy.Tuple, sympy.logic.boolalg.Boolean, Select)
+
+
+def finite(expr):
+    """Whether ``expr`` is finite wherever the fields it reads hold finite values.
+
+    The operations allowed on field values are those that cannot overflow or divide
+    by zero: sums, products, non-negative integer powers, ``Max``, ``Min``, ``Abs``,
+    steps, ``sin``, ``cos`` and selections. A subexpression that reads no field is
+    made of the user's scalars (``dt``, a ``Constant``) and is taken as finite. So
+    ``1/m`` is not finite (a zero halo gives ``inf``), ``m**2 * u`` is.
+
+    Examples
+    --------
+    >>> from devito import Function, Grid
+    >>> m = Function(name='m', grid=Grid(shape=(4,)))
+    >>> finite(sympy.Max(m, 0) * m**2 + 3), finite(1 / m)
+    (True, False)
+    """
+    if not retrieve_functions(expr) or isinstance(expr, AbstractFunction):
+        return True
+    if isinstance(expr, sympy.Pow):
+        exponent = expr.exp
+        return exponent.is_Integer and exponent >= 0 and finite(expr.base)
+    if isinstance(expr, _FINITE_HEADS) or getattr(expr, 'is_Relational', False):
+        return all(finite(a) for a in expr.args)
+    return False
+
+
+def vanishes_outside(expr, seed):
+    """Whether the gathered term ``expr`` is exactly zero wherever it is read from a
+    point outside the domain, so that it needs no domain-edge guard.
+
+    A term from the primal point ``p`` is ``seed(p) * C(p)``: the adjoint of the
+    field the primal wrote, times the partial derivative. Outside the domain ``p``
+    lies in the halo, where an adjoint field holds zero: the adjoint updates write the
+    domain only. The term is then ``0 * C(p)``, which is zero if ``C`` is
+    :func:`finite` there (the primal's halos hold finite values). Padding by the zero
+    halo, instead of a guard, lets the update run as one loop nest over the whole
+    domain, with no edge strips.
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+        The term, before it is shifted to the gather point.
+    seed : devito.types.AbstractFunction
+        The adjoint field the term's seed is read from (at the term's own point).
+
+    Examples
+    --------
+    >>> from devito import Grid, TimeFunction
+    >>> grid = Grid(shape=(4,))
+    >>> u = TimeFunction(name='u', grid=grid)
+    >>> ub = TimeFunction(name='ub', grid=grid)
+    >>> vanishes_outside(sympy.Max(u, 0) * ub, ub), vanishes_outside(ub / u, ub)
+    (True, False)
+    """
+    factors = sympy.Mul.make_args(expr)
+    seeds = [f for f in factors if isinstance(f, AbstractFunction) and f.function is seed
+             and not any(access_of(f).space)]
+    return len(seeds) == 1 and all(finite(f) for f in factors if f is not seeds[0])
 
 
 def top_written_levels(program):

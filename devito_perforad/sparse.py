@@ -16,10 +16,11 @@ from devito.types.basic import AbstractFunction
 
 from .access import at_offsets
 from .errors import located
-from .region import Select, run_edge, run_range
+from .region import Select, domain_bounds, run_edge, run_range
 from .reverse import pin, shift
 
-__all__ = ['transpose_sparse', 'receivers', 'pin_sparse', 'edge_only', 'untimed']
+__all__ = ['transpose_sparse', 'receivers', 'inject_inside', 'pin_sparse', 'edge_only',
+           'untimed']
 
 
 def transpose_sparse(node, stmt, access, partial, seed, adjoints):
@@ -45,19 +46,18 @@ def transpose_sparse(node, stmt, access, partial, seed, adjoints):
         expr = partial * seed
         if isinstance(access.field, SparseFunction):
             sb = adjoints[access.field]
-            node.sparse.append((lambda target, e, sb=sb: sb.interpolate(expr=e,
-                                                                       increment=True),
-                                None, expr))
+            node.sparse.append((lambda target, e, sb=sb: list(
+                sb.interpolate(expr=e, increment=True).evaluate), None, expr))
         else:
-            node.sparse.append((lambda target, e, s=stmt.sparse: s.inject(field=target,
-                                                                          expr=e),
+            node.sparse.append((lambda target, e, s=stmt.sparse: inject_inside(s, target,
+                                                                               e),
                                 at_offsets(adjoints[access.field]), expr))
         node.reads.add((stmt.write.field, stmt.write.time))
         return
     # interpolate: the seed is the adjoint of the sparse function itself; the step is
     # the counter (see receivers for time-dependent fields)
     sb = adjoints[stmt.write.field]
-    node.sparse.append((lambda target, e, sb=sb: sb.inject(field=target, expr=e),
+    node.sparse.append((lambda target, e, sb=sb: inject_inside(sb, target, e),
                         at_offsets(adjoints[access.field]), partial * seed))
 
 
@@ -89,7 +89,7 @@ def receivers(program, derivs, adjoints, w, nodes, time, scales):
                               "supported.")
 
             def build(target, e, sb=sb):
-                return sb.inject(field=target, expr=e)
+                return inject_inside(sb, target, e)
 
             for level in range(w[g], a.time + 1):
                 step = level - a.time
@@ -107,6 +107,37 @@ def receivers(program, derivs, adjoints, w, nodes, time, scales):
                 else:
                     orphans.append(op)
     return orphans
+
+
+def inject_inside(sparse, target, expr):
+    """``sparse.inject(field=target, expr=expr)`` as equations that write the domain
+    only.
+
+    Near the domain's edge an interpolation also reads the halo (a sinc kernel reaches
+    ``r`` points past the edge). The halo is not the primal's state: nothing computes
+    a value there, so nothing in it has an adjoint, and the transposed injection drops
+    what would land there. This keeps the adjoint fields' halos zero, which the
+    gathered stencils rely on (:func:`~devito_perforad.region.vanishes_outside`):
+    they read the halo instead of guarding terms from outside the domain. Under MPI
+    the bounds are those of the global domain, so what lands in the halo between two
+    ranks is kept.
+
+    Returns
+    -------
+    list of devito.Eq
+    """
+    eqs = []
+    for eq in sparse.inject(field=target, expr=expr).evaluate:
+        f = getattr(eq.lhs, 'function', None)
+        if isinstance(eq, Inc) and not isinstance(f, SparseFunction):
+            inside = [c for d, i in zip(f.dimensions, eq.lhs.indices, strict=True)
+                      if d.is_Space
+                      for c in (sympy.Ge(i, domain_bounds(f.grid, d.root)[0]),
+                                sympy.Le(i, domain_bounds(f.grid, d.root)[1]))]
+            eq = eq.func(eq.lhs, Select(sympy.And(*inside), eq.rhs, sympy.S.Zero),
+                         implicit_dims=eq.implicit_dims)
+        eqs.append(eq)
+    return eqs
 
 
 def pin_sparse(ops, time, guard):
@@ -130,9 +161,10 @@ def edge_only(eq, holds):
 
 
 def untimed(operation, time, value):
-    """A sparse operation pinned at ``time == value``, without a time loop of its own."""
+    """A sparse operation's equations pinned at ``time == value``, without a time loop
+    of their own."""
     eqs = []
-    for eq in operation.evaluate:
+    for eq in operation:
         dims = tuple(d for d in eq.implicit_dims if d is not time)
         eqs.append(eq.func(eq.lhs, eq.rhs, implicit_dims=dims))
     return eqs

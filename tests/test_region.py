@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+import sympy
 from conftest import dot_test, make_grid, positive, time_inputs
 from devito import Eq, Function, Operator, SubDomain, TimeFunction
 
 from devito_perforad import AdjointError, AdjointOperator, adjoint, adjoint_function
-from devito_perforad.region import Select, space_conditions, time_conditions
+from devito_perforad.region import Select, domain_edge, space_conditions, time_conditions
 
 TOL = 1e-12
 
@@ -53,6 +54,44 @@ def test_unguarded_terms_would_read_the_halo(rng):
     ub.data[:] = 0
     Operator(eqs)()
     assert np.all(np.isfinite(ub.data))
+
+
+def _edge_guards(eqs):
+    return [c for e in eqs for select in e.rhs.find(Select)
+            for c in sympy.And.make_args(select.cond) if domain_edge(c) is not None]
+
+
+@pytest.mark.parametrize('space_order', [2, 8])
+def test_finite_partials_read_the_zero_halo(space_order, rng):
+    """A partial that stays finite on finite values (sums, products, ``Max``) reads
+    the halo unguarded: the adjoint's zero halo cancels the terms from outside the
+    domain, and the update is one loop nest. One divided by a field keeps its guards.
+    Both are exact."""
+    grid = make_grid(1, space_order)
+    u = TimeFunction(name='u', grid=grid, space_order=space_order, time_order=2)
+    c = TimeFunction(name='c', grid=grid, space_order=space_order, save=9)
+    c.data[:] = rng.standard_normal(c.data.shape)
+    tm, tM = 1, 6
+    for coefficient, guards in [(sympy.Max(c, 0) + c ** 2, False),
+                                (1 / (2 + c ** 2), True)]:
+        primal = [Eq(u.forward, 2 * u - u.backward + 0.1 * coefficient * u.dx2)]
+        ub = adjoint_function(u)
+        assert bool(_edge_guards(adjoint(primal, {u: ub}))) == guards
+        assert dot_test(primal, {u: ub}, {u: time_inputs(u, tm, tM)},
+                        apply=dict(time_m=tm, time_M=tM, dt=1.0), rng=rng) < TOL
+
+
+def test_finite():
+    """What may read a zero halo: no division by a field, no root, exp or log."""
+    from devito_perforad.region import finite
+    grid = make_grid(1)
+    m = Function(name='m', grid=grid)
+    u = TimeFunction(name='u', grid=grid)
+    dt = grid.time_dim.spacing
+    assert finite(m ** 2 * sympy.Max(u, 0) * sympy.sin(u) / dt ** 2 + sympy.Abs(m))
+    assert finite(Select(sympy.Gt(u, 0), m, 1 - m))
+    for bad in [1 / m, sympy.sqrt(m), sympy.exp(u), sympy.log(m), u ** -2]:
+        assert not finite(bad)
 
 
 SUBDOMAINS = {
