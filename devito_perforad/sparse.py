@@ -125,15 +125,26 @@ def inject_inside(sparse, target, expr):
     Returns
     -------
     list of devito.Eq
+
+    Examples
+    --------
+    >>> from devito import Grid, SparseTimeFunction, TimeFunction
+    >>> grid = Grid(shape=(8,))
+    >>> u = TimeFunction(name='u', grid=grid)
+    >>> rec = SparseTimeFunction(name='rec', grid=grid, npoint=1, nt=4)
+    >>> increment = inject_inside(rec, u.forward, rec)[-1]
+    >>> increment.lhs, increment.rhs.cond
+    (u(t + dt, rp_recx + posx), (rp_recx + posx >= x_m) & (rp_recx + posx <= x_M))
     """
     eqs = []
     for eq in sparse.inject(field=target, expr=expr).evaluate:
         f = getattr(eq.lhs, 'function', None)
         if isinstance(eq, Inc) and not isinstance(f, SparseFunction):
-            inside = [c for d, i in zip(f.dimensions, eq.lhs.indices, strict=True)
-                      if d.is_Space
-                      for c in (sympy.Ge(i, domain_bounds(f.grid, d.root)[0]),
-                                sympy.Le(i, domain_bounds(f.grid, d.root)[1]))]
+            inside = []
+            for d, i in zip(f.dimensions, eq.lhs.indices, strict=True):
+                if d.is_Space:
+                    first, last = domain_bounds(f.grid, d.root)
+                    inside += [sympy.Ge(i, first), sympy.Le(i, last)]
             eq = eq.func(eq.lhs, Select(sympy.And(*inside), eq.rhs, sympy.S.Zero),
                          implicit_dims=eq.implicit_dims)
         eqs.append(eq)
