@@ -31,13 +31,15 @@ Cases (``--cases``, default both):
 
 ``stencils``
     A 2D program built to exercise what the acoustic adjoint does not: a whole-domain
-    wave equation with a coefficient inside a derivative and a one-sided term (its
-    adjoint runs on a guard-free core and guarded edge shells), coupled to a field
+    wave equation with a coefficient inside a derivative and a one-sided term divided
+    by ``m`` (its adjoint runs on a guard-free core and guarded edge shells), coupled
+    to a field
     updated on a ``SubDomain`` (guards on the SubDomain's bounds), and a
     time-invariant parameter ``m`` with nonlinear partials (ternaries reading the saved
     wavefield at neighbouring points). Dot test in ``(u, v)``, and ``dJ/dm``. Then the
-    same constructs with buffered adjoint fields, ``q`` reading ``p`` at its own level
-    (the adjoint fields' final values and ``dJ/dm``).
+    same constructs with buffered adjoint fields, ``q`` reading ``p`` at its own level,
+    and the one-sided term multiplied by ``m``, whose adjoint reads the zero halo
+    unguarded (the adjoint fields' final values and ``dJ/dm``).
 
 ``--ccode DIR`` also writes the generated C of every operator (one file per rank).
 """
@@ -219,7 +221,7 @@ def stencils(args, out):
     v = TimeFunction(name='v', grid=grid, space_order=so, time_order=1, save=nt)
     m = Function(name='m', grid=grid, space_order=so)
     primal = [Eq(u.forward, 2 * u - u.backward + 0.1 * u.laplace / m
-                 + 0.02 * (m * u).dy + 0.01 * m * u.shift(x, x.spacing)),
+                 + 0.02 * (m * u).dy + 0.01 * u.shift(x, x.spacing) / m),
               Eq(v.forward, v + 0.1 * v.dx2 / m + 0.05 * u.forward.dy, subdomain=box)]
     op = Operator(primal)
     adjoints = {u: adjoint_function(u), v: adjoint_function(v), m: adjoint_function(m)}
