@@ -64,7 +64,14 @@ from .region import (
 )
 from .reverse import pin, reverse, shift
 from .scatter import scatter, scatter_level
-from .sparse import edge_only, inject_inside, pin_sparse, receivers, transpose_sparse
+from .sparse import (
+    check_injections,
+    edge_only,
+    inject_inside,
+    pin_sparse,
+    receivers,
+    transpose_sparse,
+)
 
 __all__ = ['adjoint', 'AdjointOperator', 'contiguous_innermost']
 
@@ -129,6 +136,7 @@ def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False)
     program = analyse(expressions, subs)
     check_halos([s.eq.evaluate for s in program if s.kind == 'stencil'])
     check_program(program, adjoints)
+    check_injections(program)
     if any(s.is_timed for s in program):
         eqs = _time_adjoint(program, adjoints, mode, checkpointed)
     else:

@@ -67,6 +67,33 @@ def test_receivers_at_the_edges(interpolation, rng):
                     apply=dict(time_m=1, time_M=10, dt=1.0), rng=rng) < 1e-12
 
 
+@pytest.mark.parametrize('interpolation, position, exact', [
+    ('linear', 0.3, True), ('sinc', 9.3, True), ('sinc', 0.3, False),
+    ('sinc', 17.6, False)])
+def test_sources_next_to_the_edge(interpolation, position, exact, rng):
+    """A source whose interpolation reaches past the domain's edge writes the halo,
+    which the primal carries from step to step and the adjoint does not follow: it is
+    refused before anything runs (the dot test was off by 2e-2). Linear interpolation
+    next to the edge, and sinc inside, are exact."""
+    from devito import Eq, Grid
+    n = 20
+    grid = Grid(shape=(n,), extent=(n - 1.0,), dtype=np.float64)
+    u = TimeFunction(name='u', grid=grid, space_order=8, time_order=2)
+    src = SparseTimeFunction(name='src', grid=grid, npoint=2, nt=12,
+                             interpolation=interpolation, r=4,
+                             coordinates=np.array([[position], [10.0]]))
+    primal = [Eq(u.forward, 2 * u - u.backward + 0.1 * u.dx2),
+              src.inject(field=u.forward, expr=src)]
+    adjoints = {u: adjoint_function(u), src: adjoint_function(src)}
+    inputs = {u: np.array([True, True, False]), src: slice(None)}
+    apply = dict(time_m=1, time_M=10, dt=1.0)
+    if exact:
+        assert dot_test(primal, adjoints, inputs, apply=apply, rng=rng) < 1e-12
+    else:
+        with pytest.raises(AdjointError, match=r"field `u`.*`src` has points.*radius 4"):
+            AdjointOperator(primal, adjoints)
+
+
 def test_injected_expression_is_differentiated(rng):
     """``src * dt**2 / m`` contributes to dJ/dm: an injection into mb."""
     u, m, src, rec, stencil, inject, interpolate = _sparse_problem(rng)
