@@ -1,6 +1,7 @@
 """devito-perforad: exact gather-form adjoints of Devito stencil equations.
 
-The pipeline, one module per stage:
+The user's input is checked first, before anything is built
+(:mod:`~devito_perforad.checks`). Then the pipeline, one module per stage:
 
 1. :mod:`~devito_perforad.access` analyses accesses (field, time offset, space offsets);
 2. :mod:`~devito_perforad.differentiate` differentiates locally;

@@ -26,7 +26,7 @@ from devito.symbolics import retrieve_functions, retrieve_indexed
 from devito.types import Dimension, SparseFunction
 from devito.types.basic import AbstractFunction
 
-from .errors import AdjointError, located
+from .errors import AdjointError, describe, located
 
 __all__ = ['Access', 'Statement', 'analyse', 'access_of', 'space_offsets', 'at_offsets']
 
@@ -194,12 +194,14 @@ def _sparse_statement(op, subs):
     sparse = op.interpolator.sfunction
     if isinstance(op, Injection):
         if isinstance(op.field, (tuple, list)) or isinstance(op.expr, (tuple, list)):
-            raise AdjointError(f"`{op}`: inject one expression into one field at a time.")
+            raise AdjointError(f"`{describe(op)}`: inject one expression into one field "
+                               "at a time.")
         rhs = substitute(_evaluated(op.expr), subs)
         return Statement(op, access_of(op.field, op), rhs, _reads(op, rhs), True, None,
                          'inject', sparse)
     if op.self_subs:
-        raise AdjointError(f"`{op}`: interpolation with self_subs is not supported.")
+        raise AdjointError(f"`{describe(op)}`: interpolation with self_subs is not "
+                           "supported.")
     rhs = substitute(_evaluated(op.expr), subs)
     return Statement(op, access_of(sparse, op), rhs, _reads(op, rhs), op.increment, None,
                      'interpolate', sparse)
@@ -209,18 +211,20 @@ def _statement(eq, subs):
     if isinstance(eq, (Injection, Interpolation)):
         return _sparse_statement(eq, subs)
     if not isinstance(eq, Eq):
-        raise AdjointError(f"`{eq}` is a {type(eq).__name__}, not a devito Eq/Inc, "
+        raise AdjointError(f"`{describe(eq, 60)}` is a {type(eq).__name__}, not a devito "
+                           "Eq/Inc, "
                            "injection or interpolation.")
     evaluated = eq.evaluate
     lhs, rhs = evaluated.lhs, substitute(evaluated.rhs, subs)
     if retrieve_indexed(lhs) or retrieve_indexed(rhs):
-        raise AdjointError(f"In `{eq}`: indexed notation `u[...]` is not supported; "
-                           "write accesses as function applications (`u.forward`, "
-                           "`u.shift(...)`).")
+        raise AdjointError(f"In `{describe(eq)}`: indexed notation `u[...]` is not "
+                           "supported; write accesses as function applications "
+                           "(`u.forward`, `u.shift(...)`).")
     if not (isinstance(lhs, AbstractFunction)
             or isinstance(getattr(lhs, 'function', None), AbstractFunction)
             and lhs.is_Function):
-        raise AdjointError(f"In `{eq}`: the left-hand side `{lhs}` is not a field.")
+        raise AdjointError(f"In `{describe(eq)}`: the left-hand side `{lhs}` is not a "
+                           "field.")
     reads = _reads(eq, rhs)
     for f in [lhs.function] + [a.field for a in reads]:
         if isinstance(f, SparseFunction):

@@ -23,6 +23,7 @@ buffered adjoint TimeFunction holds, on entry, the seeds of the primal's final b
 and, on return, the adjoints of the primal's initial buffer.
 """
 
+import logging
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,11 +37,11 @@ from devito.ir.iet import FindNodes, Iteration
 from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
 
-from .access import access_of, analyse, at_offsets, space_offsets
+from .access import access_of, at_offsets
+from .checks import check_halos, check_inputs, check_operator_kwargs, check_options
 from .differentiate import cancelled, partials, pointwise_factor, through_write
-from .errors import AdjointError, located
+from .errors import AdjointError, describe, located
 from .fields import (
-    check_adjoints,
     check_primal_values,
     check_window,
     is_saved,
@@ -65,7 +66,6 @@ from .region import (
 from .reverse import pin, reverse, shift
 from .scatter import scatter, scatter_level
 from .sparse import (
-    check_injections,
     edge_only,
     inject_inside,
     pin_sparse,
@@ -74,6 +74,8 @@ from .sparse import (
 )
 
 __all__ = ['adjoint', 'AdjointOperator', 'contiguous_innermost']
+
+log = logging.getLogger('devito_perforad')
 
 
 def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False):
@@ -84,8 +86,11 @@ def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False)
     expressions : Eq, Inc or nested lists of them
         The primal, exactly as passed to ``devito.Operator``.
     adjoints : dict
-        Maps each active primal Function/TimeFunction to its adjoint field (see
-        :func:`devito_perforad.adjoint_function`). Fields not in the map are constants.
+        Maps each field to differentiate to its adjoint field, of the same kind, grid
+        and dtype (:func:`devito_perforad.adjoint_function` makes one). Every field
+        the program writes, receivers included, must be in the map: map one you do
+        not differentiate to ``None`` (inactive). Fields only read and not in the map
+        are constants.
     subs : dict, optional
         The ``subs`` the primal Operator is built with (e.g. ``model.spacing_map``).
         Devito folds numbers after substituting; passing the same ``subs`` makes the
@@ -104,6 +109,17 @@ def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False)
     -------
     list of devito.Eq
         The adjoint equations. Every equation writes only its own point.
+
+    Raises
+    ------
+    TypeError
+        If ``adjoints`` is not a dict, ``subs`` not a dict, or ``expressions`` a
+        ``devito.Operator`` or something else than Devito equations.
+    AdjointError
+        If the map does not fit the program (a written field missing, a key that is
+        not a field or not used, an adjoint of another kind, grid, dtype or storage),
+        or the program has a form the transform cannot reverse; see
+        ``docs/troubleshooting.md``. Raised before anything is built.
 
     Examples
     --------
@@ -130,18 +146,15 @@ def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False)
     ('left', 1) u_b(x) + (((x - 1 >= x_m) ? w_b(x - h_x)/(h_x*m(x - h_x)) : 0))
       - w_b(x)/(h_x*m(x))
     """
-    if mode not in ('gather', 'scatter'):
-        raise AdjointError(f"mode={mode!r}: choose 'gather' or 'scatter'.")
-    adjoints = check_adjoints(adjoints)
-    program = analyse(expressions, subs)
-    check_halos([s.eq.evaluate for s in program if s.kind == 'stencil'])
-    check_program(program, adjoints)
-    check_injections(program)
+    check_options(mode)
+    program, adjoints = check_inputs(expressions, adjoints, subs)
     if any(s.is_timed for s in program):
         eqs = _time_adjoint(program, adjoints, mode, checkpointed)
     else:
         eqs = _spatial_adjoint(program, adjoints, mode)
-    check_halos(eqs)
+    for eq in eqs:  # for debugging; messages never show derived equations
+        log.debug("derived adjoint equation: %s", eq)
+    check_halos(eqs, adjoints)
     return eqs
 
 
@@ -155,19 +168,69 @@ def AdjointOperator(expressions, adjoints, mode='gather', checkpointing=False,  
 
     Parameters
     ----------
-    expressions, adjoints, mode
+    expressions : Eq, Inc, sparse operations, or nested lists of them
+        The primal, exactly as passed to ``devito.Operator``.
+    adjoints : dict
+        Primal field -> adjoint field, ``None`` for a written field left inactive (see
+        :func:`adjoint`).
+    mode : {'gather', 'scatter'}, optional
         As for :func:`adjoint`.
     checkpointing : bool, optional
         Bounded memory: the primal keeps buffered TimeFunctions and is recomputed
-        from Revolve snapshots while the adjoint runs. Returns a
-        :class:`~devito_perforad.CheckpointedAdjoint`, whose ``apply`` runs the
-        primal and then the adjoint.
+        from Revolve snapshots while the adjoint runs.
     n_checkpoints : int, optional
         With ``checkpointing``, the number of snapshots (default: Revolve's choice).
     **kwargs
-        Passed to ``devito.Operator`` (``subs``, ``opt``, ``name``, ``platform``,
-        ``language``, ...).
+        Passed to ``devito.Operator``: ``subs`` (pass the primal's), ``opt``,
+        ``name``, ``platform``, ``language``, ``compiler``, ``allocator``.
+
+    Returns
+    -------
+    devito.Operator or CheckpointedAdjoint
+        The adjoint Operator; with ``checkpointing``, a
+        :class:`~devito_perforad.CheckpointedAdjoint`, whose ``apply`` runs the primal
+        with snapshots and then the adjoint.
+
+    Raises
+    ------
+    TypeError
+        As :func:`adjoint`, and for a keyword ``devito.Operator`` does not take (an
+        ``apply`` argument such as ``dt`` given here).
+    AdjointError
+        As :func:`adjoint`, and for invalid ``mode``, ``checkpointing`` or
+        ``n_checkpoints``. Raised before anything is built.
+
+    Examples
+    --------
+    The gradient of ``J = 1/2 ||u(t_end)||^2`` with respect to ``m`` in a 1D diffusion,
+    against a finite difference:
+
+    >>> import numpy as np
+    >>> from devito import Eq, Function, Grid, Operator, TimeFunction
+    >>> from devito_perforad import AdjointOperator, adjoint_function
+    >>> grid = Grid(shape=(32,), extent=(31.,), dtype=np.float64)
+    >>> u = TimeFunction(name='u', grid=grid, space_order=2, save=11)
+    >>> m = Function(name='m', grid=grid)
+    >>> primal = [Eq(u.forward, u + 0.2 * u.dx2 / m)]
+    >>> forward = Operator(primal)
+    >>> def J(m_values):
+    ...     m.data[:] = m_values
+    ...     u.data[:] = 0
+    ...     u.data[0, 16] = 1
+    ...     forward.apply()
+    ...     return 0.5 * np.sum(u.data[-1]**2)
+    >>> m0 = 1 + np.linspace(0, 1, 32)
+    >>> J0 = J(m0)                                 # u now holds the trajectory at m0
+    >>> ub, mb = adjoint_function(u), adjoint_function(m)
+    >>> ub.data[-1] = u.data[-1]                   # the seed dJ/du(t_end)
+    >>> _ = AdjointOperator(primal, {u: ub, m: mb}).apply()
+    >>> dm, h = np.sin(np.arange(32)), 1e-6
+    >>> fd = (J(m0 + h * dm) - J(m0 - h * dm)) / (2 * h)
+    >>> bool(abs(fd - mb.data @ dm) < 1e-7 * abs(fd))
+    True
     """
+    check_options(mode, checkpointing, n_checkpoints)
+    check_operator_kwargs(kwargs, 'AdjointOperator')
     if checkpointing:
         from .checkpoint import CheckpointedAdjoint
         return CheckpointedAdjoint(expressions, adjoints, n_checkpoints, **kwargs)
@@ -272,108 +335,13 @@ def edge_strip(dimension):
     return any(getattr(dimension, side, False) for side in ('is_left', 'is_right'))
 
 
-# -- checks ---------------------------------------------------------------------------
-
-def check_halos(eqs):
-    """Raise if an access reaches past its field's halo.
-
-    Devito would otherwise shrink the loop bounds and silently skip points.
-    """
-    for eq in eqs:
-        if not isinstance(eq, Eq) or eq.implicit_dims:
-            continue  # sparse operations index through positions, not offsets
-        reach = defaultdict(int)
-        for app in retrieve_functions([eq.lhs, eq.rhs], mode='unique'):
-            f = app.function
-            if not hasattr(f, '_size_halo'):
-                continue
-            dims = [d for d in f.dimensions if not d.is_Time]
-            for d, k in zip(dims, space_offsets(app, eq), strict=True):
-                left, right = f._size_halo[d]
-                if -k > left or k > right:
-                    reach[(f, d)] = max(reach[(f, d)], abs(k))
-        for (f, d), k in reach.items():
-            raise located(eq, f, f"`{f.name}` is read {k} points away along `{d}` but "
-                                 f"its halo holds {min(f._size_halo[d])}; Devito would "
-                                 "silently shrink the loop. Give the field a space_order "
-                                 f"of at least {k}.")
-
-
-def _writers(program):
-    writers = defaultdict(list)
-    for i, s in enumerate(program):
-        writers[(s.write.field, s.write.time)].append(i)
-    return writers
-
-
-def check_program(program, adjoints):
-    """Check the program's structure against the level model the transform uses."""
-    timed = any(s.is_timed for s in program)
-    writers = _writers(program)
-    top_level = defaultdict(lambda: None)
-    for (f, level), _ in writers.items():
-        if level is not None:
-            top_level[f] = level if top_level[f] is None else max(top_level[f], level)
-    for i, s in enumerate(program):
-        w = s.write
-        if any(w.space):
-            raise located(s.eq, w.field, f"the left-hand side `{w.expr}` is shifted in "
-                                         "space; write at the iteration point.")
-        if timed and w.time is None:
-            raise located(s.eq, w.field, "a time-free field is written inside a time "
-                                         "loop; make it a TimeFunction.")
-        eqs = [j for j in writers[(w.field, w.time)] if not program[j].increment]
-        if len(eqs) > 1:
-            raise located(s.eq, w.field, f"level `{w.expr}` is assigned by more than one "
-                                         "Eq; use Inc for the later updates.")
-        if (not eqs and w.time is not None and not is_saved(w.field)
-                and w.field in adjoints):
-            raise located(s.eq, w.field,
-                          f"level `{w.expr}` of a buffered TimeFunction is only "
-                          "incremented, never assigned; its old value is another time "
-                          "level. Assign it with Eq first.")
-        if eqs and s.increment and eqs[0] > i:
-            raise located(s.eq, w.field,
-                          f"`{w.expr}` is incremented before it is assigned.")
-        for a in s.reads:
-            later = [j for j in writers.get((a.field, a.time), []) if j >= i]
-            if later:
-                raise located(s.eq, a.field,
-                              f"`{a.expr}` is read {'in place' if later[0] == i else ''}"
-                              f"{'' if later[0] == i else 'before it is written'} in the "
-                              "same step; the adjoint of in-place updates is not "
-                              "supported. Write to a separate field or time level.")
-            if (a.time is not None and top_level[a.field] is not None
-                    and a.time > top_level[a.field]):
-                raise located(s.eq, a.field, f"`{a.expr}` reads a time level above the "
-                                             "highest level the program writes.")
-    # Derivatives flow through every field computed from an active one.
-    varied = set(adjoints)
-    changed = True
-    while changed:
-        changed = False
-        for s in program:
-            if s.write.field not in varied and any(a.field in varied for a in s.reads):
-                varied.add(s.write.field)
-                changed = True
-    written = {s.write.field for s in program}
-    for s in program:
-        if s.write.field not in adjoints:
-            continue
-        for a in s.reads:
-            if a.field not in adjoints and a.field in varied and a.field in written:
-                raise located(s.eq, a.field,
-                              "this field depends on active fields and the adjoint must "
-                              "propagate through it, but it is missing from the adjoints "
-                              "map.")
-
-
 # -- time-free programs ---------------------------------------------------------------
 
 def _spatial_adjoint(program, adjoints, mode):
     for stmt in program:
         if stmt.kind != 'stencil':
-            raise AdjointError(f"`{stmt.eq}`: sparse operations are supported inside "
+            raise AdjointError(f"`{describe(stmt.eq)}`: sparse operations are supported "
+                               "inside "
                                "time loops only.")
     eqs = []
     grid = program[0].write.field.grid

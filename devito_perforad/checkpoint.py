@@ -17,10 +17,10 @@ but the one the primal step at counter ``time_m + i`` is about to overwrite.
 import numpy as np
 from devito import Operator, TimeFunction
 
-from .access import analyse
 from .assemble import adjoint, adjoint_operator
+from .checks import check_inputs, check_operator_kwargs, check_options
 from .errors import AdjointError
-from .fields import check_adjoints, is_saved
+from .fields import is_saved
 
 __all__ = ['CheckpointedAdjoint']
 
@@ -43,16 +43,40 @@ class CheckpointedAdjoint:
     **kwargs
         Passed to both ``devito.Operator`` s (``subs``, ``opt``, ...).
 
+    Raises
+    ------
+    TypeError, AdjointError
+        As :func:`devito_perforad.AdjointOperator`; an ``AdjointError`` also if the
+        primal steps no buffered TimeFunction, or its TimeFunctions differ in dtype.
+
     Examples
     --------
-    ``CheckpointedAdjoint(forward, {u: ub, rec: recb, model.vp: vpb},
-    subs=model.spacing_map).apply(dt=dt)`` runs the primal (filling ``rec``) and then
-    leaves the FWI gradient in ``vpb``.
+    In a seismic FWI, ``CheckpointedAdjoint(forward, {u: ub, rec: recb, model.vp:
+    vpb}, subs=model.spacing_map).apply(dt=dt)`` runs the primal (filling ``rec``),
+    then leaves the gradient in ``vpb``. Here a 1D diffusion with a buffered ``u``
+    (``tests/test_checkpoint.py`` checks this gradient against a saved wavefield's):
+
+    >>> import numpy as np
+    >>> from devito import Eq, Function, Grid, TimeFunction
+    >>> from devito_perforad import CheckpointedAdjoint, adjoint_function
+    >>> grid = Grid(shape=(32,), extent=(31.,), dtype=np.float64)
+    >>> m = Function(name='m', grid=grid)
+    >>> m.data[:] = 1 + np.linspace(0, 1, 32)
+    >>> u = TimeFunction(name='u', grid=grid, space_order=2)      # buffered
+    >>> ub, mb = TimeFunction(name='ub', grid=grid, space_order=2), adjoint_function(m)
+    >>> gradient = CheckpointedAdjoint([Eq(u.forward, u + 0.2 * u.dx2 / m)],
+    ...                                {u: ub, m: mb}, n_checkpoints=4)
+    >>> u.data[0, 16] = 1      # the initial state
+    >>> ub.data[20 % 2] = 1    # J = sum(u) at the final level, 20: its seed
+    >>> gradient.apply(time_M=19)  # doctest: +SKIP
+
+    (Skipped as a doctest only: pyrevolve writes to the process's own stdout.)
     """
 
     def __init__(self, expressions, adjoints, n_checkpoints=None, **kwargs):
-        adjoints = check_adjoints(adjoints)
-        program = analyse(expressions, kwargs.get('subs'))
+        check_options(checkpointing=True, n_checkpoints=n_checkpoints)
+        check_operator_kwargs(kwargs, 'CheckpointedAdjoint')
+        program, _ = check_inputs(expressions, adjoints, kwargs.get('subs'))
         self.states = _states(program)
         self.n_checkpoints = n_checkpoints
         self.forward = Operator(expressions, **kwargs)
@@ -62,7 +86,15 @@ class CheckpointedAdjoint:
     def apply(self, **kwargs):
         """Run the primal with snapshots, then the adjoint, over the primal's range.
 
-        Takes the primal's ``apply`` arguments (``time_m``, ``time_M``, ``dt``, ...).
+        Parameters
+        ----------
+        **kwargs
+            The primal's ``apply`` arguments (``time_m``, ``time_M``, ``dt``, ...).
+
+        Returns
+        -------
+        pyrevolve.Revolver
+            The Revolve schedule that ran (its ``profiler`` holds the timings).
         """
         from devito import CheckpointOperator
         from pyrevolve import Revolver
@@ -70,8 +102,10 @@ class CheckpointedAdjoint:
         first, last = args['time_m'], args['time_M']
         kwargs = dict(kwargs, time_m=first, time_M=last)
         forward = CheckpointOperator(self.forward, **kwargs)
-        reverse = CheckpointOperator(self.reverse, time_first=first, time_last=last,
-                                     **kwargs)
+        # the run's range, where the adjoint tests a counter against it
+        run = {k: v for k, v in dict(time_first=first, time_last=last).items()
+               if k in {p.name for p in self.reverse.parameters}}
+        reverse = CheckpointOperator(self.reverse, **run, **kwargs)
         snapshots = _Snapshots(self.states, first)
         revolver = Revolver(snapshots, forward, reverse, self.n_checkpoints,
                             last - first + 1)

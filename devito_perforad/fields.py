@@ -4,10 +4,10 @@ import numpy as np
 from devito import Function, SparseFunction, SparseTimeFunction, TimeFunction
 from devito.symbolics import retrieve_functions
 
-from .errors import AdjointError, located
+from .errors import check_field, located, short
 
-__all__ = ['adjoint_function', 'check_adjoints', 'check_primal_values', 'check_window',
-           'is_saved', 'several_ranks']
+__all__ = ['adjoint_function', 'check_primal_values', 'check_window', 'is_saved',
+           'several_ranks']
 
 
 def is_saved(f):
@@ -20,6 +20,25 @@ def adjoint_function(f, name=None):
 
     Same kind, grid, space order, time order, saved levels, staggering and dtype.
 
+    Parameters
+    ----------
+    f : Function, TimeFunction, SparseFunction or SparseTimeFunction
+        The primal field (``model.vp``, not the expression ``model.m``).
+    name : str, optional
+        The adjoint's name; default ``f.name + '_b'``.
+
+    Returns
+    -------
+    Function, TimeFunction, SparseFunction or SparseTimeFunction
+        A new field of ``f``'s kind, all zeros. A sparse function gets ``f``'s
+        coordinates and interpolation. For a buffered adjoint of a saved primal,
+        create a ``TimeFunction`` without ``save`` instead.
+
+    Raises
+    ------
+    AdjointError
+        If ``f`` is not a field (an expression, a Constant, a shifted access).
+
     Examples
     --------
     >>> from devito import Grid, TimeFunction
@@ -28,9 +47,7 @@ def adjoint_function(f, name=None):
     >>> ub.name, ub.space_order, ub.time_order, ub.shape == u.shape
     ('u_b', 4, 1, True)
     """
-    if not isinstance(f, (Function, SparseFunction)):
-        raise AdjointError(f"`{f}` is a {type(f).__name__}; adjoint_function makes "
-                           "adjoints of Function, TimeFunction and sparse functions.")
+    check_field(f, f"adjoint_function's argument `{short(f)}`")
     if isinstance(f, SparseFunction):
         kwargs = dict(name=name or f'{f.name}_b', grid=f.grid, npoint=f.npoint_global,
                       coordinates=_global_coordinates(f), dtype=f.dtype,
@@ -62,79 +79,6 @@ def _global_coordinates(f):
     if not several_ranks(f.grid):
         return local
     return np.concatenate(f.grid.distributor.comm.allgather(local), axis=0)
-
-
-def _kind(f):
-    if isinstance(f, SparseTimeFunction):
-        return 'SparseTimeFunction'
-    if isinstance(f, SparseFunction):
-        return 'SparseFunction'
-    if isinstance(f, TimeFunction):
-        return 'TimeFunction'
-    if isinstance(f, Function):
-        return 'Function'
-    return type(f).__name__
-
-
-def check_adjoints(adjoints):
-    """Check that each adjoint matches its primal field; return a plain dict.
-
-    A saved primal TimeFunction (``save=nt``) may have a buffered adjoint: the usual
-    set-up for gradients, where the forward wavefield is stored and the adjoint
-    wavefield is not.
-
-    Raises
-    ------
-    AdjointError
-        If an adjoint is of another kind, grid, shape, time order or storage than its
-        primal field.
-    """
-    out = {}
-    for f, fb in dict(adjoints).items():
-        where = f"adjoint `{getattr(fb, 'name', fb)}` of field `{getattr(f, 'name', f)}`"
-        if _kind(f) not in ('Function', 'TimeFunction', 'SparseTimeFunction',
-                            'SparseFunction'):
-            raise AdjointError(f"{where}: `{f}` is a {_kind(f)}; only Function, "
-                               "TimeFunction and sparse functions can be differentiated.")
-        if _kind(fb) != _kind(f):
-            raise AdjointError(f"{where}: the adjoint is a {_kind(fb)} but the primal is "
-                               f"a {_kind(f)}; use devito_perforad.adjoint_function.")
-        if fb is f or fb.name == f.name:
-            raise AdjointError(f"{where}: the adjoint must be a distinct field.")
-        if fb.grid is not f.grid:
-            raise AdjointError(f"{where}: the adjoint lives on another grid.")
-        if isinstance(f, SparseFunction):
-            if fb.shape != f.shape:
-                raise AdjointError(f"{where}: shape {fb.shape} differs from the "
-                                   f"primal's {f.shape}.")
-            if not np.array_equal(fb.coordinates.data, f.coordinates.data):
-                raise AdjointError(f"{where}: the adjoint's coordinates differ from the "
-                                   "primal's; use devito_perforad.adjoint_function.")
-            out[f] = fb
-            continue
-        timed = isinstance(f, TimeFunction)
-        if timed:
-            if fb.time_order != f.time_order:
-                raise AdjointError(f"{where}: time_order {fb.time_order} differs from "
-                                   f"the primal's {f.time_order}.")
-            if is_saved(fb) and not is_saved(f):
-                raise AdjointError(f"{where}: the adjoint is saved (save=nt) but the "
-                                   "primal is buffered; a buffered primal needs a "
-                                   "buffered adjoint.")
-        same_storage = not timed or is_saved(fb) == is_saved(f)
-        shape, primal_shape = (fb.shape, f.shape) if same_storage else (fb.shape[1:],
-                                                                         f.shape[1:])
-        if shape != primal_shape:
-            raise AdjointError(f"{where}: shape {fb.shape} differs from the primal's "
-                               f"{f.shape}.")
-        if [d.is_Time for d in fb.dimensions] != [d.is_Time for d in f.dimensions] or \
-                fb.space_dimensions != f.space_dimensions:
-            raise AdjointError(f"{where}: dimensions {fb.dimensions} differ from the "
-                               f"primal's {f.dimensions}.")
-        if fb.staggered != f.staggered:
-            raise AdjointError(f"{where}: staggering differs from the primal's.")
-        out[f] = fb
-    return out
 
 
 def check_primal_values(stmt, partial, written):

@@ -21,10 +21,10 @@ Examples
 import sympy
 from devito import Eq, Inc, Operator
 
-from .access import analyse, at_offsets
-from .assemble import check_program, static_schedule
+from .access import at_offsets
+from .assemble import static_schedule
+from .checks import check_inputs, check_operator_kwargs
 from .differentiate import partials
-from .fields import check_adjoints
 
 __all__ = ['tangent', 'TangentOperator']
 
@@ -53,8 +53,10 @@ def tangent(expressions, tangents, subs=None, primal=True):
     expressions : Eq, Inc, sparse operations, or nested lists of them
         The primal, exactly as passed to ``devito.Operator``.
     tangents : dict
-        Maps each active primal field to its tangent field (same kind and grid; see
-        :func:`devito_perforad.adjoint_function`). Fields not in the map are constants.
+        Maps each field to linearise to its tangent field, of the same kind, grid and
+        dtype (:func:`devito_perforad.adjoint_function` makes one). Every field the
+        program writes must be in the map; map one you do not linearise to ``None``.
+        Fields only read and not in the map are constants.
     subs : dict, optional
         The ``subs`` the primal Operator is built with.
     primal : bool, optional
@@ -65,10 +67,23 @@ def tangent(expressions, tangents, subs=None, primal=True):
     -------
     list
         Devito equations and sparse operations computing ``yd = J xd``.
+
+    Raises
+    ------
+    TypeError, AdjointError
+        As :func:`devito_perforad.adjoint`, before anything is built.
+
+    Examples
+    --------
+    >>> from devito import Eq, Function, Grid
+    >>> from devito_perforad import adjoint_function, tangent
+    >>> grid = Grid(shape=(8,))
+    >>> u, w = Function(name='u', grid=grid), Function(name='w', grid=grid)
+    >>> ud, wd = adjoint_function(u, 'ud'), adjoint_function(w, 'wd')
+    >>> tangent([Eq(w, u * u.dx)], {u: ud, w: wd}, primal=False)
+    [Eq(wd(x), (-2*u(x)/h_x + u(x + h_x)/h_x)*ud(x) + u(x)*ud(x + h_x)/h_x)]
     """
-    tangents = check_adjoints(tangents)
-    program = analyse(expressions, subs)
-    check_program(program, tangents)
+    program, tangents = check_inputs(expressions, tangents, subs, what='tangents')
     out = []
     for stmt in program:
         if primal:
@@ -81,9 +96,43 @@ def tangent(expressions, tangents, subs=None, primal=True):
 def TangentOperator(expressions, tangents, primal=True, **kwargs):  # noqa: N802
     """A ``devito.Operator`` computing the tangent ``yd = J xd`` (Born modelling).
 
-    Applied with the same arguments as the primal. ``kwargs`` go to
-    ``devito.Operator``.
+    Applied with the same arguments as the primal.
+
+    Parameters
+    ----------
+    expressions, tangents, primal
+        As for :func:`tangent`.
+    **kwargs
+        Passed to ``devito.Operator``: ``subs`` (pass the primal's), ``opt``,
+        ``name``, ``platform``, ``language``, ``compiler``, ``allocator``.
+
+    Returns
+    -------
+    devito.Operator
+        Runs the primal (unless ``primal=False``) and its tangent, step by step.
+
+    Raises
+    ------
+    TypeError, AdjointError
+        As :func:`tangent`, and a ``TypeError`` for a keyword ``devito.Operator`` does
+        not take.
+
+    Examples
+    --------
+    The tangent of ``w = u**2`` in the direction ``ud = 1`` is ``2 u``:
+
+    >>> import numpy as np
+    >>> from devito import Eq, Function, Grid
+    >>> from devito_perforad import TangentOperator, adjoint_function
+    >>> grid = Grid(shape=(4,), dtype=np.float64)
+    >>> u, w = Function(name='u', grid=grid), Function(name='w', grid=grid)
+    >>> ud, wd = adjoint_function(u, 'ud'), adjoint_function(w, 'wd')
+    >>> u.data[:], ud.data[:] = [1, 2, 3, 4], 1
+    >>> _ = TangentOperator([Eq(w, u**2)], {u: ud, w: wd}).apply()
+    >>> wd.data
+    Data([2., 4., 6., 8.])
     """
+    check_operator_kwargs(kwargs, 'TangentOperator')
     kwargs.setdefault('name', 'Tangent')
     return Operator(tangent(expressions, tangents, kwargs.get('subs'), primal),
                     **static_schedule(kwargs))

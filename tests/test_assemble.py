@@ -251,12 +251,13 @@ def test_buffered_primal_value_needed():
         adjoint(primal, {u: adjoint_function(u)})
 
 
-def test_missing_adjoint_of_intermediate():
+def test_inactive_intermediate_that_carries_the_derivative():
+    """``w`` lies between the active ``u`` and ``q``: it cannot be marked inactive."""
     grid = make_grid(1, 2)
     u, w, q = (Function(name=n, grid=grid, space_order=2) for n in 'uwq')
     primal = [Eq(w, u.dx), Eq(q, w.dx)]
-    with pytest.raises(AdjointError, match=r"In `Eq\(q.*field `w`.*missing from the adj"):
-        adjoint(primal, {u: adjoint_function(u), q: adjoint_function(q)})
+    with pytest.raises(AdjointError, match=r"In `Eq\(q.*field `w`.*marked inactive"):
+        adjoint(primal, {u: adjoint_function(u), w: None, q: adjoint_function(q)})
 
 
 def test_in_place_update_is_refused():

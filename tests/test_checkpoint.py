@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from conftest import acoustic_problem, make_grid
-from devito import Eq, Operator, TimeFunction
+from devito import Eq, Function, Operator, TimeFunction
 
 from devito_perforad import AdjointError, AdjointOperator, adjoint_function
 
@@ -55,3 +55,28 @@ def test_needs_a_buffered_primal():
     with pytest.raises(AdjointError, match="buffered"):
         AdjointOperator([Eq(u.forward, 2 * u - u.backward + u.dx2)],
                         {u: adjoint_function(u)}, checkpointing=True)
+
+
+def test_adjoint_without_counter_conditions():
+    """A parameter gradient whose adjoint tests no counter against the run's range
+    (its Operator takes no ``time_first``/``time_last``) checkpoints too."""
+    grid = make_grid(1, 2, n=32)
+    m = Function(name='m', grid=grid)
+    m.data[:] = 1 + np.linspace(0, 1, 32)
+    gradients = []
+    for save in (None, 21):
+        u = TimeFunction(name='u', grid=grid, space_order=2, save=save)
+        ub = TimeFunction(name='ub', grid=grid, space_order=2)
+        mb = adjoint_function(m)
+        primal = [Eq(u.forward, u + 0.2 * u.dx2 / m)]
+        u.data[0, 16] = 1
+        ub.data[20 % 2] = 1  # J = sum(u) at the final level
+        if save:
+            Operator(primal).apply(time_M=19)
+            AdjointOperator(primal, {u: ub, m: mb}).apply(time_M=19)
+        else:
+            AdjointOperator(primal, {u: ub, m: mb}, checkpointing=True,
+                            n_checkpoints=4).apply(time_M=19)
+        gradients.append(mb.data.copy())
+    assert np.abs(gradients[1]).max() > 0
+    assert np.allclose(gradients[0], gradients[1], rtol=1e-12, atol=0)

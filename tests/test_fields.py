@@ -2,9 +2,9 @@
 
 import pytest
 from conftest import make_grid
-from devito import Eq, Function, TimeFunction
+from devito import Eq, TimeFunction
 
-from devito_perforad import AdjointError, adjoint, adjoint_function
+from devito_perforad import adjoint, adjoint_function
 
 
 def _program(save=None):
@@ -20,28 +20,6 @@ def test_adjoint_function_matches(save):
     assert (type(ub), ub.grid, ub.shape, ub.time_order, ub.space_order, ub.save) == \
         (type(u), u.grid, u.shape, u.time_order, u.space_order, u.save)
     assert ub.name == 'u_b' and adjoint_function(u, name='v').name == 'v'
-
-
-def _bad(name, grid, u):
-    other = make_grid(2, 4)
-    return {
-        'kind': Function(name='ub', grid=grid, space_order=4),
-        'grid': TimeFunction(name='ub', grid=other, space_order=4, time_order=2),
-        'shape': TimeFunction(name='ub', grid=make_grid(2, 4, n=14), space_order=4,
-                              time_order=2),
-        'time order': TimeFunction(name='ub', grid=grid, space_order=4, time_order=1),
-        'saved for buffered': TimeFunction(name='ub', grid=grid, space_order=4,
-                                           time_order=2, save=7),
-        'itself': u,
-    }[name]
-
-
-@pytest.mark.parametrize('name', ['kind', 'grid', 'shape', 'time order',
-                                  'saved for buffered', 'itself'])
-def test_wrong_adjoint_objects(name):
-    grid, u, primal = _program()
-    with pytest.raises(AdjointError, match="adjoint `.*` of field `u`"):
-        adjoint(primal, {u: _bad(name, grid, u)})
 
 
 def test_saved_primal_with_buffered_adjoint_is_allowed():

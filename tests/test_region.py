@@ -150,7 +150,7 @@ def test_adjoint_reach_past_seed_halo_is_an_error():
     grid = make_grid(1, 8)
     u = Function(name='u', grid=grid, space_order=8)
     w = Function(name='w', grid=grid, space_order=1)
-    with pytest.raises(AdjointError, match=r"`w_b`.*space_order of at least 4"):
+    with pytest.raises(AdjointError, match=r"`w_b`, the adjoint of `w`.*at least 4"):
         adjoint([Eq(w, u.laplace)], {u: adjoint_function(u), w: adjoint_function(w)})
 
 

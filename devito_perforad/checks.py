@@ -1,0 +1,440 @@
+"""Checks of the user's input, run before anything is derived or built.
+
+Every public entry point (:func:`~devito_perforad.adjoint`,
+:func:`~devito_perforad.AdjointOperator`, :func:`~devito_perforad.tangent`,
+:func:`~devito_perforad.TangentOperator`, :class:`~devito_perforad.CheckpointedAdjoint`)
+starts with :func:`check_inputs`. A mistake gets a short error that names the user's
+own equation or field and says what to do: a ``TypeError`` for an argument of the
+wrong type, an :class:`~devito_perforad.AdjointError` otherwise. No message shows
+generated code or derived expressions.
+
+The map from primal to adjoint fields must name every field the program writes
+(receivers included): to its adjoint field, or to ``None`` to mark it inactive. A
+field the program only reads is a constant unless it is in the map.
+
+Examples
+--------
+>>> from devito import Eq, Function, Grid
+>>> from devito_perforad import AdjointError, adjoint, adjoint_function
+>>> grid = Grid(shape=(8,))
+>>> u, w = Function(name='u', grid=grid), Function(name='w', grid=grid)
+>>> try:
+...     adjoint([Eq(w, u.dx)], {u: adjoint_function(u)})
+... except AdjointError as e:
+...     print(e)  # doctest: +NORMALIZE_WHITESPACE
+The program writes `w` (in `Eq(w(x), Derivative(u(x), x))`), but `w` is not in the
+adjoints map. Map it to its adjoint, `adjoint_function(w)`, or to None to mark it
+inactive.
+"""
+
+from collections import defaultdict
+from collections.abc import Mapping
+
+import numpy as np
+from devito import (
+    Eq,
+    Function,
+    Operator,
+    SparseFunction,
+    SparseTimeFunction,
+    TimeFunction,
+)
+from devito.symbolics import retrieve_functions
+from devito.types.basic import AbstractFunction
+
+from .access import analyse, space_offsets
+from .errors import AdjointError, check_field, describe, located, short
+from .fields import is_saved
+from .sparse import check_injections
+
+__all__ = ['check_inputs', 'check_options', 'check_operator_kwargs', 'check_halos',
+           'check_program']
+
+
+def check_inputs(expressions, adjoints, subs=None, what='adjoints'):
+    """Check the primal ``expressions`` and the map ``adjoints``; analyse the program.
+
+    Parameters
+    ----------
+    expressions : Eq, Inc, sparse operations, or nested lists of them
+        The primal, exactly as passed to ``devito.Operator``.
+    adjoints : dict
+        Primal field -> adjoint field, or ``None`` for a written field that is inactive.
+    subs : dict, optional
+        The primal Operator's ``subs``.
+    what : str, optional
+        The map's name in messages (``'adjoints'`` or ``'tangents'``).
+
+    Returns
+    -------
+    program : list of Statement
+        The analysed primal (:func:`devito_perforad.access.analyse`).
+    active : dict
+        The map without its inactive (``None``) entries.
+
+    Raises
+    ------
+    TypeError
+        If ``expressions``, ``adjoints`` or ``subs`` is not of a kind these functions
+        take (an Operator, a list of pairs, ...).
+    AdjointError
+        If the map and the program do not fit together, or the program has a form the
+        transform does not reverse.
+
+    Examples
+    --------
+    >>> from devito import Eq, Function, Grid
+    >>> from devito_perforad import adjoint_function
+    >>> grid = Grid(shape=(8,))
+    >>> u, w = Function(name='u', grid=grid), Function(name='w', grid=grid)
+    >>> program, active = check_inputs([Eq(w, 2*u)], {u: adjoint_function(u), w: None})
+    >>> [s.write.field.name for s in program], [f.name for f in active]
+    (['w'], ['u'])
+    """
+    _check_expressions(expressions)
+    pairs = _check_map(adjoints, what)
+    if subs is not None and not isinstance(subs, Mapping):
+        raise TypeError(f"subs must be a dict, like the primal Operator's (e.g. "
+                        f"model.spacing_map); got a {type(subs).__name__}.")
+    program = analyse(expressions, subs)
+    if not program:
+        raise AdjointError("The expressions hold no equation: pass the list given to "
+                           "devito.Operator for the primal.")
+    _check_against_program(program, pairs, what)
+    active = {f: fb for f, fb in pairs.items() if fb is not None}
+    check_halos([s.eq.evaluate for s in program if s.kind == 'stencil'])
+    check_program(program, active)
+    check_injections(program)
+    return program, active
+
+
+# -- the arguments --------------------------------------------------------------------
+
+OPERATOR_KWARGS = ('name', 'subs', 'opt', 'openmp', 'sym_opt', 'platform', 'language',
+                   'compiler', 'allocator')
+
+
+def check_options(mode='gather', checkpointing=False, n_checkpoints=None):
+    """Check the options of :func:`~devito_perforad.AdjointOperator`.
+
+    Raises
+    ------
+    AdjointError
+        For a ``mode`` other than ``'gather'`` or ``'scatter'``, a ``checkpointing``
+        that is not a bool, or an ``n_checkpoints`` that is not a positive whole number
+        or comes without ``checkpointing=True``.
+
+    Examples
+    --------
+    >>> try:
+    ...     check_options(checkpointing=False, n_checkpoints=10)
+    ... except AdjointError as e:
+    ...     print(e)  # doctest: +NORMALIZE_WHITESPACE
+    n_checkpoints=10 is used with checkpointing=True only: add checkpointing=True,
+    or drop n_checkpoints.
+    """
+    if mode not in ('gather', 'scatter'):
+        raise AdjointError(f"mode={mode!r}: choose 'gather' or 'scatter'.")
+    if not isinstance(checkpointing, (bool, np.bool_)):
+        raise AdjointError(f"checkpointing={checkpointing!r}: choose True or False.")
+    if n_checkpoints is None:
+        return
+    if not checkpointing:
+        raise AdjointError(f"n_checkpoints={n_checkpoints!r} is used with "
+                           "checkpointing=True only: add checkpointing=True, or drop "
+                           "n_checkpoints.")
+    if (isinstance(n_checkpoints, (bool, np.bool_))
+            or not isinstance(n_checkpoints, (int, np.integer)) or n_checkpoints < 1):
+        raise AdjointError(f"n_checkpoints={n_checkpoints!r}: give a whole number of "
+                           "snapshots, at least 1, or None for Revolve's choice.")
+
+
+def check_operator_kwargs(kwargs, caller):
+    """Check the keyword arguments ``caller`` passes on to ``devito.Operator``.
+
+    Devito ignores keywords it does not know, so an ``apply`` argument given here
+    (``dt``, ``time_M``, ...) would be lost without a word.
+
+    Raises
+    ------
+    TypeError
+        For a keyword ``devito.Operator`` does not take.
+
+    Examples
+    --------
+    >>> try:
+    ...     check_operator_kwargs({'subs': {}, 'dt': 0.5}, 'AdjointOperator')
+    ... except TypeError as e:
+    ...     print(e)  # doctest: +NORMALIZE_WHITESPACE
+    AdjointOperator got `dt`, which devito.Operator does not take; pass run-time
+    arguments (dt, time_m, time_M, ...) to .apply(). It passes on subs, opt, name,
+    platform, language, compiler and allocator.
+    """
+    unknown = [k for k in kwargs if k not in OPERATOR_KWARGS]
+    if unknown:
+        raise TypeError(f"{caller} got {_names(unknown)}, which devito.Operator does "
+                        "not take; pass run-time arguments (dt, time_m, time_M, ...) to "
+                        ".apply(). It passes on subs, opt, name, platform, language, "
+                        "compiler and allocator.")
+
+
+def _check_expressions(expressions):
+    if isinstance(expressions, Operator):
+        raise TypeError("Pass the equations the primal Operator was built from, not the "
+                        "Operator: e.g. `AdjointOperator(eqs, adjoints, subs=...)` for "
+                        "`op = Operator(eqs, subs=...)`.")
+    if isinstance(expressions, (str, bytes, Mapping, np.ndarray)):
+        raise TypeError(f"The expressions must be Devito equations (Eq, Inc, "
+                        f"S.inject, S.interpolate) or a list of them; got a "
+                        f"{type(expressions).__name__}.")
+
+
+def _check_map(adjoints, what):
+    """The map as a plain dict, its keys and values checked one by one."""
+    if not isinstance(adjoints, Mapping):
+        raise TypeError(f"{what} must be a dict that maps each primal field to its "
+                        f"adjoint field, e.g. {{u: ub, model.vp: vp_b, rec: rec_b}}; got "
+                        f"a {type(adjoints).__name__}.")
+    if not adjoints:
+        raise AdjointError(f"The {what} map is empty: map each field the program writes, "
+                           "and each parameter to differentiate, to its adjoint field "
+                           "(adjoint_function(f)).")
+    pairs = {}
+    for f, fb in adjoints.items():
+        _check_key(f, what)
+        pairs[f] = fb
+    if all(fb is None for fb in pairs.values()):
+        raise AdjointError(f"Every field in the {what} map is marked inactive (None): "
+                           "map at least one field to its adjoint (adjoint_function(f)).")
+    return pairs
+
+
+def _check_key(f, what):
+    check_field(f, f"The key `{short(f)}` of the {what} map")
+
+
+def _check_pair(f, fb):
+    """Check that ``fb`` can be the adjoint (or tangent) of the primal field ``f``.
+
+    A saved primal TimeFunction (``save=nt``) may have a buffered adjoint: the usual
+    set-up for gradients, where the forward wavefield is stored and the adjoint
+    wavefield is not.
+
+    Raises
+    ------
+    AdjointError
+        If ``fb`` is of another kind, grid, shape, dtype, time order, staggering or
+        storage than ``f``.
+    """
+    where = f"The adjoint `{getattr(fb, 'name', short(fb))}` of `{f.name}`"
+    make = f"use adjoint_function({f.name}), which matches the primal"
+    if _kind(fb) != _kind(f):
+        raise AdjointError(f"{where} is a {_kind(fb)}; it must be a {_kind(f)}, like "
+                           f"`{f.name}`; {make}.")
+    if fb is f or fb.name == f.name:
+        raise AdjointError(f"{where} must be a distinct field with a name of its own; "
+                           f"{make}.")
+    if fb.grid is not f.grid:
+        raise AdjointError(f"{where} lives on another grid; {make}.")
+    if np.dtype(fb.dtype) != np.dtype(f.dtype):
+        raise AdjointError(f"{where} has dtype {np.dtype(fb.dtype).name} but `{f.name}` "
+                           f"has {np.dtype(f.dtype).name}; create it with "
+                           f"dtype={np.dtype(f.dtype).name}, or {make}.")
+    if isinstance(f, SparseFunction):
+        if fb.shape != f.shape:
+            raise AdjointError(f"{where} has shape {fb.shape}, not the primal's "
+                               f"{f.shape}; {make}.")
+        if not np.array_equal(fb.coordinates.data, f.coordinates.data):
+            raise AdjointError(f"{where} has other coordinates than the primal's; "
+                               f"{make}.")
+        return
+    timed = isinstance(f, TimeFunction)
+    if timed:
+        if fb.time_order != f.time_order:
+            raise AdjointError(f"{where} has time_order {fb.time_order}, not the "
+                               f"primal's {f.time_order}; {make}.")
+        if is_saved(fb) and not is_saved(f):
+            raise AdjointError(f"{where} is saved (save=nt) but `{f.name}` is buffered; "
+                               "a buffered primal needs a buffered adjoint.")
+    same_storage = not timed or is_saved(fb) == is_saved(f)
+    shape, primal_shape = ((fb.shape, f.shape) if same_storage
+                           else (fb.shape[1:], f.shape[1:]))
+    if shape != primal_shape:
+        raise AdjointError(f"{where} has shape {fb.shape}, not the primal's {f.shape}; "
+                           f"{make}.")
+    if ([d.is_Time for d in fb.dimensions] != [d.is_Time for d in f.dimensions]
+            or fb.space_dimensions != f.space_dimensions):
+        raise AdjointError(f"{where} has dimensions {fb.dimensions}, not the primal's "
+                           f"{f.dimensions}; {make}.")
+    if fb.staggered != f.staggered:
+        raise AdjointError(f"{where} is staggered differently from `{f.name}`; {make}.")
+
+
+def _kind(f):
+    for kind in (SparseTimeFunction, SparseFunction, TimeFunction, Function):
+        if isinstance(f, kind):
+            return kind.__name__
+    return type(f).__name__
+
+
+# -- the map against the program ------------------------------------------------------
+
+def _check_against_program(program, pairs, what):
+    writers = {}
+    for s in program:
+        writers.setdefault(s.write.field, s)
+    read = {a.field for s in program for a in s.reads} | {
+        s.sparse for s in program if s.sparse is not None}
+    for f, fb in pairs.items():
+        if f in writers or f in read:
+            continue
+        swapped = isinstance(fb, AbstractFunction) and (fb in writers or fb in read)
+        hint = (f" It maps `{f.name}` to `{fb.name}`, which the program uses: the map "
+                "goes from primal to adjoint, {u: ub}." if swapped else
+                " Remove it, or pass the expressions that use it.")
+        raise AdjointError(f"`{f.name}` is in the {what} map but the expressions neither "
+                           f"read nor write it.{hint}")
+    owners = defaultdict(list)
+    for f, fb in pairs.items():
+        if fb is not None:
+            _check_pair(f, fb)
+            owners[fb].append(f.name)
+    for fb, names in owners.items():
+        if len(names) > 1:
+            raise AdjointError(f"`{fb.name}` is the adjoint of {_names(names)}; give "
+                               "each field an adjoint of its own.")
+    missing = [f for f in writers if f not in pairs]
+    if missing:
+        f = missing[0]
+        others = (f" (and {_names([g.name for g in missing[1:]])})"
+                  if missing[1:] else "")
+        raise AdjointError(f"The program writes `{f.name}` (in "
+                           f"`{describe(writers[f].eq)}`){others}, but `{f.name}` is not "
+                           f"in the {what} map. Map it to its adjoint, "
+                           f"`adjoint_function({f.name})`, or to None to mark it "
+                           "inactive.")
+
+
+# -- the program ----------------------------------------------------------------------
+
+def check_halos(eqs, adjoints=None):
+    """Raise if an access reaches past its field's halo.
+
+    Devito would otherwise shrink the loop bounds and silently skip points. ``eqs``
+    are the user's (``adjoints`` is None) or the derived adjoint equations; for the
+    latter the message names the fields, never the derived equation.
+    """
+    primal_of = {fb: f for f, fb in (adjoints or {}).items()}
+    for eq in eqs:
+        if not isinstance(eq, Eq) or eq.implicit_dims:
+            continue  # sparse operations index through positions, not offsets
+        reach = defaultdict(int)
+        for app in retrieve_functions([eq.lhs, eq.rhs], mode='unique'):
+            f = app.function
+            if not hasattr(f, '_size_halo'):
+                continue
+            dims = [d for d in f.dimensions if not d.is_Time]
+            for d, k in zip(dims, space_offsets(app, eq), strict=True):
+                left, right = f._size_halo[d]
+                if -k > left or k > right:
+                    reach[(f, d)] = max(reach[(f, d)], abs(k))
+        for (f, d), k in sorted(reach.items(), key=lambda item: (
+                item[0][0].name, item[0][0].dimensions.index(item[0][1]))):
+            halo = min(f._size_halo[d])
+            fix = f"Give `{f.name}` a space_order of at least {k}."
+            if adjoints is None:
+                raise located(eq, f, f"`{f.name}` is read {k} points away along `{d}` "
+                                     f"but its halo holds {halo}; Devito would silently "
+                                     f"shrink the loop. {fix}")
+            if f in primal_of:
+                g = primal_of[f]
+                fix = (f"Create it with space_order={g.space_order}, like `{g.name}` "
+                       f"(adjoint_function({g.name}) does)." if g.space_order >= k else
+                       f"Give `{f.name}` a space_order of at least {k} (create "
+                       f"`{g.name}` with it, then adjoint_function({g.name})).")
+                raise AdjointError(
+                    f"The adjoint reads `{f.name}`, the adjoint of `{g.name}`, {k} "
+                    f"points away along `{d}`, but its halo holds {halo}. {fix}")
+            raise AdjointError(f"The adjoint evaluates `{f.name}` at the neighbours the "
+                               f"stencils reach, {k} points away along `{d}`, but its "
+                               f"halo holds {halo}. {fix}")
+
+
+def _writers(program):
+    writers = defaultdict(list)
+    for i, s in enumerate(program):
+        writers[(s.write.field, s.write.time)].append(i)
+    return writers
+
+
+def check_program(program, adjoints):
+    """Check the program's structure against the level model the transform uses.
+
+    ``adjoints`` holds the active fields only: a written field missing from it was
+    marked inactive (mapped to None).
+    """
+    timed = any(s.is_timed for s in program)
+    writers = _writers(program)
+    top_level = defaultdict(lambda: None)
+    for (f, level), _ in writers.items():
+        if level is not None:
+            top_level[f] = level if top_level[f] is None else max(top_level[f], level)
+    for i, s in enumerate(program):
+        w = s.write
+        if any(w.space):
+            raise located(s.eq, w.field, f"the left-hand side `{w.expr}` is shifted in "
+                                         "space; write at the iteration point.")
+        if timed and w.time is None:
+            raise located(s.eq, w.field, "a time-free field is written inside a time "
+                                         "loop; make it a TimeFunction.")
+        eqs = [j for j in writers[(w.field, w.time)] if not program[j].increment]
+        if len(eqs) > 1:
+            raise located(s.eq, w.field, f"level `{w.expr}` is assigned by more than one "
+                                         "Eq; use Inc for the later updates.")
+        if (not eqs and w.time is not None and not is_saved(w.field)
+                and w.field in adjoints):
+            raise located(s.eq, w.field,
+                          f"level `{w.expr}` of a buffered TimeFunction is only "
+                          "incremented, never assigned; its old value is another time "
+                          "level. Assign it with Eq first.")
+        if eqs and s.increment and eqs[0] > i:
+            raise located(s.eq, w.field,
+                          f"`{w.expr}` is incremented before it is assigned.")
+        for a in s.reads:
+            later = [j for j in writers.get((a.field, a.time), []) if j >= i]
+            if later:
+                raise located(s.eq, a.field,
+                              f"`{a.expr}` is read {'in place' if later[0] == i else ''}"
+                              f"{'' if later[0] == i else 'before it is written'} in the "
+                              "same step; the adjoint of in-place updates is not "
+                              "supported. Write to a separate field or time level.")
+            if (a.time is not None and top_level[a.field] is not None
+                    and a.time > top_level[a.field]):
+                raise located(s.eq, a.field, f"`{a.expr}` reads a time level above the "
+                                             "highest level the program writes.")
+    # Derivatives flow through every field computed from an active one.
+    varied = set(adjoints)
+    changed = True
+    while changed:
+        changed = False
+        for s in program:
+            if s.write.field not in varied and any(a.field in varied for a in s.reads):
+                varied.add(s.write.field)
+                changed = True
+    written = {s.write.field for s in program}
+    for s in program:
+        if s.write.field not in adjoints:
+            continue
+        for a in s.reads:
+            if a.field not in adjoints and a.field in varied and a.field in written:
+                raise located(s.eq, a.field,
+                              f"`{a.field.name}` is marked inactive (None), but it "
+                              "depends on active "
+                              "fields and this active field is computed from it: the "
+                              "adjoint must propagate through it. Map it to its adjoint "
+                              f"(adjoint_function({a.field.name})).")
+
+
+def _names(names):
+    names = [f'`{n}`' for n in names]
+    return names[0] if len(names) == 1 else ', '.join(names[:-1]) + ' and ' + names[-1]
