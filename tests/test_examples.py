@@ -1,24 +1,33 @@
 """Smoke tests of the example scripts in ``examples/seismic``, run at tiny sizes.
 
 Each script runs in a subprocess from the repository root, exactly as a user would run
-it; the tests check its exit status and the key numbers it prints.
+it; the tests check its exit status and the key numbers it prints. The FWI script's
+argument checks and its stop on a non-finite misfit are tested in-process (``main``
+with an argument list), which spares a Python start and a Devito import per case.
 """
 
+import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SEISMIC = ROOT / 'examples' / 'seismic'
 
 
+def run_script(name, *args):
+    """Run ``examples/seismic/<name>.py`` with ``args``; return the CompletedProcess."""
+    return subprocess.run([sys.executable, str(SEISMIC / f'{name}.py'), *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
 def run_example(name, *args):
     """Run ``examples/seismic/<name>.py`` with ``args``; return its stdout."""
-    proc = subprocess.run([sys.executable, str(SEISMIC / f'{name}.py'), *map(str, args)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = run_script(name, *args)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -62,6 +71,7 @@ def test_fwi(tmp_path):
         assert png.is_file() and png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
 
 
+@pytest.mark.slow
 def test_fwi_parallel_shots_with_checkpointing(tmp_path):
     """Shots spread over two processes, each gradient checkpointed: the same misfits
     as one process with saved wavefields."""
@@ -74,3 +84,105 @@ def test_fwi_parallel_shots_with_checkpointing(tmp_path):
     pattern = r'(?:initial|final) misfit = (\S+)'
     expected, got = numbers(pattern, serial), numbers(pattern, parallel)
     assert len(expected) == 2 and got == pytest.approx(expected, rel=1e-5), parallel
+
+
+# -- fwi.py: argument checks and the stop on a non-finite misfit ----------------------
+
+TINY = ['--shape', 21, 21, '--nbl', 4, '--shots', 1, '--iterations', 1, '--tn', 100,
+        '--space-order', 4]
+
+
+@pytest.fixture(scope='module')
+def fwi():
+    """``examples/seismic/fwi.py`` as a module."""
+    spec = importlib.util.spec_from_file_location('fwi_example', SEISMIC / 'fwi.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--shots', 0], '--shots must be at least 1 (got 0)'),
+    (['--iterations', 0], '--iterations must be at least 1 (got 0)'),
+    (['--workers', 0], '--workers must be at least 1 (got 0)'),
+    (['--vmax', 2.8], "--vmax 2.8 km/s is below the true model's maximum velocity 3"),
+    (['--vmin', 3.2, '--vmax', 3.2], '--vmin 3.2 km/s must be below --vmax 3.2 km/s'),
+    (['--vmin', 0], '--vmin must be a positive number of km/s (got 0)'),
+    (['--vmin', 2.6], 'the initial model, 2.5 km/s, lies outside the bounds [--vmin'),
+    (['--vmax', 'inf'], '--vmax must be a positive number of km/s (got inf)'),
+    (['--spacing', -10], '--spacing must be a positive number of metres (got -10)'),
+    (['--space-order', 3], '--space-order must be even and at least 2 (got 3)'),
+    (['--space-order', 0], '--space-order must be even and at least 2 (got 0)'),
+    (['--space-order', 12], '--shape must have at least 25 points in each direction'),
+    (['--shape', 9, 21], '--shape must have at least 11 points in each direction'),
+    (['--nbl', -1], '--nbl must be 0 (no absorbing layer) or more (got -1)'),
+    (['--tn', 0], '--tn must be a positive number of milliseconds (got 0)'),
+    (['--f0', -0.01], '--f0 must be a positive number of kHz (got -0.01)'),
+], ids=lambda v: ' '.join(map(str, v)) if isinstance(v, list) else '')
+def test_fwi_rejects_bad_arguments(fwi, monkeypatch, capsys, tmp_path, args, message):
+    """argparse's clean exit (status 2, a one-line message naming the argument) before
+    any model or operator is built."""
+    def refuse(*_, **__):
+        raise AssertionError('a model or an operator was built before the checks')
+
+    monkeypatch.setattr(fwi, 'Shots', refuse)
+    monkeypatch.setattr(fwi, 'Pool', refuse)
+    with pytest.raises(SystemExit) as stop:
+        fwi.main([*map(str, TINY + args), '--out', str(tmp_path / 'figures')])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f'error: {message}' in err, err
+    assert not (tmp_path / 'figures').exists()
+
+
+def test_fwi_bad_argument_from_the_command_line():
+    proc = run_script('fwi', '--shots', 0)
+    assert proc.returncode == 2, proc
+    assert proc.stderr.strip().endswith('error: --shots must be at least 1 (got 0)'), proc
+    assert proc.stdout == '', proc
+
+
+def test_fwi_warns_about_dispersion_and_short_recordings(fwi, capsys):
+    fwi.parse_args(['--spacing', '20', '--tn', '200'])   # goes ahead, with warnings
+    err = capsys.readouterr().err
+    assert 'warning: 2.8 grid points per minimum wavelength' in err, err
+    assert 'warning: --tn 200 ms ends before the peak of the wavelet' in err, err
+    fwi.parse_args([])                                   # the defaults: no warning
+    assert capsys.readouterr().err == ''
+
+
+@pytest.mark.parametrize('poison', ['observed data', 'third gradient'])
+def test_fwi_stops_on_non_finite_misfit(fwi, monkeypatch, capsys, tmp_path, poison):
+    """A NaN in the observed data (it reaches the misfit through the operators) or in
+    a gradient inside L-BFGS-B: a message on stderr, exit status 1, no figures."""
+    if poison == 'observed data':
+        observed = fwi.Shots.observed
+
+        def poisoned(self, shots):
+            data = observed(self, shots)
+            data[0][len(data[0]) // 2, 0] = np.nan
+            return data
+
+        monkeypatch.setattr(fwi.Shots, 'observed', poisoned)
+        evaluation = 1
+    else:
+        misfit_gradient, calls = fwi.Shots.misfit_gradient, []
+
+        def poisoned(self, x, shots, d_obs):
+            J, g = misfit_gradient(self, x, shots, d_obs)
+            calls.append(J)
+            if len(calls) == 3:
+                g[10, 10] = np.nan
+            return J, g
+
+        monkeypatch.setattr(fwi.Shots, 'misfit_gradient', poisoned)
+        evaluation = 3
+    out = tmp_path / 'figures'
+    with pytest.raises(SystemExit) as stop:
+        fwi.main([*map(str, TINY), '--iterations', '3', '--tn', '200', '--out', str(out)])
+    assert stop.value.code == 1
+    captured = capsys.readouterr()
+    assert f'misfit/gradient evaluation {evaluation} is not finite' in captured.err
+    assert '--vmax' in captured.err and '--f0' in captured.err, captured.err
+    assert 'figures written' not in captured.out
+    assert not out.exists()

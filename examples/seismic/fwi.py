@@ -27,12 +27,35 @@ A complete, small 2D acoustic FWI:
   (where it is singular) and the absorbing layer is kept at the initial model.
 
 Both operators are compiled once per process and reused for every shot and every
-iteration.
+iteration. The time step is Devito's critical one for the true model scaled by
+``max(vp_true) / vmax``: stable for every ``vp <= --vmax`` the optimiser may try, and
+for the observed data, which is why ``--vmax`` may not be below the true model's
+3.0 km/s.
+
+The arguments are checked before anything is built: a bad one (``--shots 0``, ``--vmax``
+below 3.0, ``--vmin >= --vmax``, an odd ``--space-order``, a ``--shape`` too small for
+the stencil, ...) stops the script with a one-line message and exit status 2; too few
+grid points per wavelength (for ``--vmin`` and 2.5 ``--f0``) or a ``--tn`` too short for
+the wavelet to cross the model only warn. Should a misfit or gradient ever be NaN or inf,
+the script stops with a message on stderr and exit status 1, and writes no figures.
 
 The script prints the misfit and elapsed time at every iteration and the relative
 model error ``||vp - vp_true|| / ||vp_true||`` before and after, and writes
 PNG figures (true, initial and inverted models, the first gradient, the misfit curve)
-into ``--out``. Run it from the repository root (needs SciPy and Matplotlib)::
+into ``--out``; the maps mark the sources (red stars) and receivers (black triangles),
+the gradient's colour scale is symmetric about zero (blue: raising vp lowers the
+misfit).
+
+In this cross-well (transmission) geometry the waves cross the model roughly
+horizontally and the gradient follows the source-receiver wavepaths: the first gradient
+is a band of negative values through the disc from well to well that fans out towards
+the ends of the wells, so a short inversion (a few iterations) smears the disc
+horizontally between the wells, with low-velocity bands above and below it, and the
+default one still leaves low-velocity streaks and ripples around it; the gradient is
+singular at the wells, hence the taper, which keeps the model next to them at the
+initial 2.5 km/s.
+
+Run it from the repository root (needs SciPy and Matplotlib)::
 
     python examples/seismic/fwi.py                      # about 1 minute on 2 cores
     python examples/seismic/fwi.py --workers 2          # two processes, 1 thread each
@@ -41,7 +64,9 @@ into ``--out``. Run it from the repository root (needs SciPy and Matplotlib)::
 """
 
 import argparse
+import math
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -54,6 +79,16 @@ from devito_perforad import AdjointOperator, adjoint_function
 from examples.seismic import AcquisitionGeometry, demo_model
 
 configuration['log-level'] = 'WARNING'
+
+VP_INITIAL = 2.5  # km/s: the initial model, and the true model's background
+VP_DISC = 3.0     # km/s: the true model's disc, its maximum velocity
+MIN_POINTS = 11   # grid points per direction: wells 2 points in from either side, a
+#                   disc of radius int(0.15 * 11) = 1 point
+# The paragraph on the cross-well artefacts, printed with the figures.
+CROSSWELL = ' '.join(__doc__[__doc__.index('In this cross-well'):]
+                     .split('\n\n')[0].split())
+RICKER_FMAX = 2.5  # highest frequency that matters, in f0: the Ricker amplitude
+#                    spectrum is down to 3 % of its peak there
 
 
 def parse_args(argv=None):
@@ -77,7 +112,71 @@ def parse_args(argv=None):
                         help='processes the shots are spread over')
     parser.add_argument('--checkpointing', action='store_true',
                         help='buffered wavefield + Revolve checkpointing')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_args(parser, args)
+    return args
+
+
+def check_args(parser, args):
+    """Stop, with argparse's one-line error and exit status 2, on an argument the
+    script cannot run with; warn (on stderr) about one it would run poorly with.
+
+    Arithmetic only: it runs before any model or operator is built.
+    """
+    def need(ok, message):
+        if not ok:
+            parser.error(message)
+
+    def positive(name, value, unit):
+        need(math.isfinite(value) and value > 0,
+             f"{name} must be a positive number of {unit} (got {value:g})")
+
+    for name in ('shots', 'iterations', 'workers'):
+        value = getattr(args, name)
+        need(value >= 1, f"--{name} must be at least 1 (got {value})")
+    so = args.space_order
+    need(so >= 2 and so % 2 == 0,
+         f"--space-order must be even and at least 2 (got {so}): Devito's acoustic "
+         "stencil is a centred Laplacian of that order")
+    need(args.nbl >= 0,
+         f"--nbl must be 0 (no absorbing layer) or more (got {args.nbl})")
+    smallest = max(MIN_POINTS, 2 * so + 1)
+    need(min(args.shape) >= smallest,
+         f"--shape must have at least {smallest} points in each direction with "
+         f"--space-order {so} (got {' '.join(map(str, args.shape))}): 2 * space order "
+         f"+ 1 for the stencil and at least {MIN_POINTS} for the wells and the disc")
+    positive('--spacing', args.spacing, 'metres')
+    positive('--tn', args.tn, 'milliseconds')
+    positive('--f0', args.f0, 'kHz')
+    positive('--vmin', args.vmin, 'km/s')
+    positive('--vmax', args.vmax, 'km/s')
+    need(args.vmin < args.vmax,
+         f"--vmin {args.vmin:g} km/s must be below --vmax {args.vmax:g} km/s")
+    # The time step is Devito's critical one for the true model, scaled by
+    # max(vp_true) / vmax (see Shots): stable for every vp <= vmax, and so for the
+    # observed data exactly when max(vp_true) = VP_DISC <= vmax.
+    need(args.vmax >= VP_DISC,
+         f"--vmax {args.vmax:g} km/s is below the true model's maximum velocity "
+         f"{VP_DISC:.1f} km/s: the time step chosen for vp <= vmax would be unstable for "
+         f"the observed data; raise --vmax to at least {VP_DISC:.1f}")
+    need(args.vmin <= VP_INITIAL <= args.vmax,
+         f"the initial model, {VP_INITIAL:g} km/s, lies outside the bounds [--vmin, "
+         f"--vmax] = [{args.vmin:g}, {args.vmax:g}] km/s; choose bounds that contain it")
+
+    # Warnings: the run goes ahead.
+    wavelength = args.vmin / (RICKER_FMAX * args.f0)   # m, shortest the model may hold
+    if wavelength / args.spacing < 5:
+        print(f"{parser.prog}: warning: {wavelength / args.spacing:.1f} grid points per "
+              f"minimum wavelength (--vmin / ({RICKER_FMAX:g} --f0) = "
+              f"{wavelength:.0f} m at --spacing {args.spacing:g} m), fewer than 5: "
+              "expect numerical dispersion; lower --spacing or --f0, or raise --vmin",
+              file=sys.stderr)
+    arrival = 1 / args.f0 + (args.shape[0] - 5) * args.spacing / VP_DISC   # ms
+    if args.tn < arrival:
+        print(f"{parser.prog}: warning: --tn {args.tn:g} ms ends before the peak of the "
+              f"wavelet (emitted at 1 / f0 = {1 / args.f0:g} ms) can reach the receiver "
+              f"well (about {arrival:.0f} ms): the data hold little signal; raise --tn",
+              file=sys.stderr)
 
 
 def well_taper(shape, spacing, src_x, rec_x, width=60.):
@@ -90,42 +189,57 @@ def well_taper(shape, spacing, src_x, rec_x, width=60.):
     return np.broadcast_to(taper[:, None], shape).copy()
 
 
-def plot_results(out, extent, vp_true, vp0, vp_inv, grad0, history):
+def plot_results(out, extent, vp_true, vp0, vp_inv, grad0, history, src_coords,
+                 rec_coords):
+    """The PNG figures; return their paths. Every map marks the sources (red stars)
+    and about a dozen receivers (black triangles)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    os.makedirs(out, exist_ok=True)
-    box = [0., extent[0], extent[1], 0.]
-    vlim = (min(vp_true.min(), vp_inv.min()), max(vp_true.max(), vp_inv.max()))
-    files = []
-    for name, title, data in [('model_true', 'True model', vp_true),
-                              ('model_initial', 'Initial model', vp0),
-                              ('model_inverted', 'Inverted model', vp_inv)]:
-        fig, ax = plt.subplots(figsize=(5, 4))
-        im = ax.imshow(data.T, extent=box, vmin=vlim[0], vmax=vlim[1], cmap='jet')
-        ax.set(title=title, xlabel='x (m)', ylabel='depth (m)')
-        fig.colorbar(im, ax=ax, label='vp (km/s)')
-        files.append(os.path.join(out, f'{name}.png'))
+    with matplotlib.rc_context({'font.size': 10}):   # examples.seismic sets 16
+        os.makedirs(out, exist_ok=True)
+        box = [0., extent[0], extent[1], 0.]
+        step = max(1, round(len(rec_coords) / 12))   # about a dozen receivers shown
+
+        def draw_map(name, title, data, label, **imshow):
+            fig, ax = plt.subplots(figsize=(5, 4.4))
+            im = ax.imshow(data.T, extent=box, **imshow)
+            ax.plot(*src_coords.T, '*', color='red', mec='white', mew=0.6, ms=11,
+                    label=f'sources ({len(src_coords)})')
+            ax.plot(*rec_coords[::step].T, 'v', color='black', mec='white', mew=0.5, ms=6,
+                    label=f'receivers ({len(rec_coords)}, 1 in {step} shown)'
+                    if step > 1 else f'receivers ({len(rec_coords)})')
+            ax.set(xlabel='x (m)', ylabel='depth (m)', xlim=box[:2], ylim=box[2:])
+            ax.set_title(title)
+            ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8,
+                      frameon=False)
+            fig.colorbar(im, ax=ax, label=label)
+            files.append(os.path.join(out, f'{name}.png'))
+            fig.savefig(files[-1], dpi=100, bbox_inches='tight')
+            plt.close(fig)
+
+        files = []
+        vlim = (min(vp_true.min(), vp_inv.min()), max(vp_true.max(), vp_inv.max()))
+        for name, title, data in [('model_true', 'True model', vp_true),
+                                  ('model_initial', 'Initial model', vp0),
+                                  ('model_inverted', 'Inverted model', vp_inv)]:
+            draw_map(name, title, data, 'vp (km/s)', vmin=vlim[0], vmax=vlim[1],
+                     cmap='jet')
+        # J = 1/2 sum(residual**2), the receiver data in arbitrary units (a.u.)
+        clip = float(np.abs(grad0).max()) or 1.
+        draw_map('gradient_first', 'First gradient (tapered at the wells)', grad0,
+                 'dJ/dvp (a.u.² per km/s)', vmin=-clip, vmax=clip, cmap='seismic')
+
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.semilogy(range(len(history)), history, 'o-')
+        ax.set(title='Misfit', xlabel='iteration', ylabel='J = ½ Σ residual² (a.u.²)')
+        ax.grid(True, which='both', alpha=0.3)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        files.append(os.path.join(out, 'misfit.png'))
         fig.savefig(files[-1], dpi=100, bbox_inches='tight')
         plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    clip = np.abs(grad0).max() or 1.
-    im = ax.imshow(grad0.T, extent=box, vmin=-clip, vmax=clip, cmap='seismic')
-    ax.set(title='First gradient dJ/dvp', xlabel='x (m)', ylabel='depth (m)')
-    fig.colorbar(im, ax=ax)
-    files.append(os.path.join(out, 'gradient_first.png'))
-    fig.savefig(files[-1], dpi=100, bbox_inches='tight')
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.semilogy(range(len(history)), history, 'o-')
-    ax.set(title='Misfit', xlabel='iteration', ylabel='J')
-    ax.grid(True, which='both', alpha=0.3)
-    files.append(os.path.join(out, 'misfit.png'))
-    fig.savefig(files[-1], dpi=100, bbox_inches='tight')
-    plt.close(fig)
     return files
 
 
@@ -147,7 +261,7 @@ class Shots:
         self.inner = (slice(nbl, nbl + shape[0]), slice(nbl, nbl + shape[1]))
         self.model = model = demo_model(
             'circle-isotropic', shape=shape, spacing=spacing, nbl=nbl, space_order=so,
-            vp_circle=3.0, vp_background=2.5, r=int(0.15 * min(shape)),
+            vp_circle=VP_DISC, vp_background=VP_INITIAL, r=int(0.15 * min(shape)),
             dtype=np.float32)
         self.vp_true = model.vp.data.copy()  # padded; for the observed data only
 
@@ -158,12 +272,14 @@ class Shots:
         self.src_coords[:, 1] = np.linspace(0.1 * self.extent[1], 0.9 * self.extent[1],
                                             args.shots)
         self.nrec = shape[1]
-        rec_coords = np.zeros((self.nrec, 2))
+        self.rec_coords = rec_coords = np.zeros((self.nrec, 2))
         rec_coords[:, 0] = self.rec_x
         rec_coords[:, 1] = np.linspace(0., self.extent[1], self.nrec)
         geometry = AcquisitionGeometry(model, rec_coords, self.src_coords[:1], 0.,
                                        args.tn, f0=args.f0, src_type='Ricker')
-        # A time step stable for every model the optimiser may try (vp <= vmax).
+        # A time step stable for every model the optimiser may try (vp <= vmax):
+        # Devito's critical dt for the true model, scaled by max(vp_true) / vmax. It
+        # holds for the observed data too as max(vp_true) <= vmax (check_args).
         self.dt = float(model.critical_dt) * float(model.vp.data.max()) / args.vmax
         geometry.resample(self.dt)
         self.nt = nt = geometry.nt
@@ -205,7 +321,7 @@ class Shots:
         for shot in shots:
             self.forward(shot)
             data.append(self.rec.data.copy())
-        self.model.vp.data[:] = 2.5
+        self.model.vp.data[:] = VP_INITIAL
         return data
 
     def misfit_gradient(self, x, shots, d_obs):
@@ -277,14 +393,44 @@ class Pool:
                          [[d_obs[s] for s in g] for g in self.groups])
         return sum(J for J, _ in parts), sum(g for _, g in parts)
 
+    def close(self):
+        if self.executor is not None:
+            self.executor.shutdown(cancel_futures=True)
+
+
+class NonFiniteMisfitError(RuntimeError):
+    """A misfit or gradient evaluation gave NaN or inf (the wavefield blew up)."""
+
+    def __init__(self, evaluation, misfit):
+        super().__init__(
+            f"misfit/gradient evaluation {evaluation} is not finite (J = {misfit:g}): "
+            "the wavefield blew up. Check the time step (every velocity, the true "
+            "model's included, must be <= --vmax, for which dt is chosen) and the "
+            "source frequency --f0 against --spacing; no figures written")
+        self.evaluation = evaluation
+
+
+def ratio(a, b):
+    return a / b if b else float('nan')
+
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = parse_args(argv)   # exits with status 2 on a bad argument
     tstart = time.perf_counter()
     # with workers, this process needs only the model and the acquisition (plots)
     local = Shots(args, 1, operators=False) if args.workers > 1 else None
     pool = Pool(args)
-    shots = local or _shots
+    try:
+        return invert(args, pool, local or _shots, tstart)
+    except NonFiniteMisfitError as err:
+        print(f"fwi.py: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        pool.close()
+
+
+def invert(args, pool, shots, tstart):
+    """Observed data, the inversion, the report and the figures."""
     shape, nbl = shots.shape, args.nbl
     print(f"Model {shape} + {nbl} absorbing points, space order {args.space_order}, "
           f"{args.shots} shots, {shots.nrec} receivers, nt = {shots.nt}, "
@@ -300,7 +446,7 @@ def main(argv=None):
 
     # --- Initial model and the inversion.
     vp_true = shots.vp_true
-    vp_init = np.full(vp_true.shape, 2.5, dtype=np.float32)
+    vp_init = np.full(vp_true.shape, VP_INITIAL, dtype=np.float32)
     mask = well_taper(shape, args.spacing, shots.src_x, shots.rec_x)
     stats = {'evals': 0, 'last': None}
 
@@ -308,6 +454,8 @@ def main(argv=None):
         """Misfit and gradient for the physical-domain vp ``x`` (flattened, km/s)."""
         J, g = pool.misfit_gradient(x, d_obs)
         stats['evals'] += 1
+        if not (np.isfinite(J) and np.isfinite(np.sum(g))):   # NaN/inf propagate
+            raise NonFiniteMisfitError(stats['evals'], J)
         stats['last'] = (x.copy(), J)
         return J, (mask * g).ravel()
 
@@ -322,7 +470,7 @@ def main(argv=None):
         xl, Jl = stats['last']
         J = Jl if np.array_equal(xk, xl) else objective(xk)[0]
         history.append(J)
-        print(f"{len(history) - 1:4d} {J:12.5e} {J / J0:8.4f} {stats['evals']:6d} "
+        print(f"{len(history) - 1:4d} {J:12.5e} {ratio(J, J0):8.4f} {stats['evals']:6d} "
               f"{time.perf_counter() - tstart:12.1f}", flush=True)
 
     result = minimize(objective, x0, jac=True, method='L-BFGS-B', callback=callback,
@@ -337,12 +485,14 @@ def main(argv=None):
           f"evaluations ({result.message})")
     print(f"initial misfit = {history[0]:.5e}")
     print(f"final misfit = {history[-1]:.5e} (reduced by a factor "
-          f"{history[0] / history[-1]:.1f})")
+          f"{ratio(history[0], history[-1]):.1f})")
     print(f"relative model error ||vp - vp_true|| / ||vp_true||: initial = {err0:.4f}, "
           f"final = {err1:.4f}")
     files = plot_results(args.out, shots.extent, true_phys, init_phys, vp_inv,
-                         g0.reshape(shape), history)
+                         g0.reshape(shape), history, shots.src_coords,
+                         shots.rec_coords)
     print(f"figures written: {', '.join(files)}")
+    print(f"about the figures: {CROSSWELL}")
     print(f"total time {time.perf_counter() - tstart:.1f} s")
     return history, (err0, err1)
 
