@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_benchmark_harness(tmp_path):
     proc = subprocess.run([sys.executable, 'benchmarks/run.py', '--quick', '--out',
                            str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
@@ -30,6 +31,7 @@ def test_benchmark_harness(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_loop_report(tmp_path):
     """``benchmarks/loops.py`` writes a row for the primal's and the derived adjoint's
     stencil loop in every problem, with no gathers in the 2D and 3D acoustic ones."""
@@ -53,6 +55,7 @@ def test_loop_report(tmp_path):
             assert r[gathers] == '0', r
 
 
+@pytest.mark.slow
 def test_compile_report(tmp_path):
     """``benchmarks/compile.py`` compiles every Devito operator of a problem from an
     empty cache and reports the median with its ratio to the primal."""

@@ -30,6 +30,7 @@ TIMEOUT = 600  # seconds per run; a hung MPI job fails the test instead of the s
 ARGS = ['--so', '4', '--n', '31', '--nbl', '8', '--tn', '150', '--nrec', '7']
 
 pytestmark = [
+    pytest.mark.slow,  # several MPI jobs per test, each building every operator
     pytest.mark.skipif(MPIRUN is None, reason='mpirun not found (Debian: apt-get install '
                                               'openmpi-bin libopenmpi-dev)'),
     pytest.mark.skipif(not HAVE_MPI4PY, reason='mpi4py not installed (pip install '
