@@ -7,15 +7,7 @@ injection is an injection, of an interpolation an interpolation. By default the
 primal statements run alongside their tangents, so the nonlinear coefficients use the
 primal values of the same step and the forward wavefield need not be saved.
 
-Examples
---------
->>> from devito import Grid, Function, Eq
->>> from devito_perforad import tangent, adjoint_function
->>> grid = Grid(shape=(8,))
->>> u, w = Function(name='u', grid=grid), Function(name='w', grid=grid)
->>> ud, wd = adjoint_function(u, 'ud'), adjoint_function(w, 'wd')
->>> tangent([Eq(w, u**2)], {u: ud, w: wd}, primal=False)
-[Eq(wd(x), 2*u(x)*ud(x))]
+See :func:`tangent` for an example.
 """
 
 import sympy
