@@ -212,8 +212,7 @@ def _statement(eq, subs):
         return _sparse_statement(eq, subs)
     if not isinstance(eq, Eq):
         raise AdjointError(f"`{describe(eq, 60)}` is a {type(eq).__name__}, not a devito "
-                           "Eq/Inc, "
-                           "injection or interpolation.")
+                           "Eq/Inc, injection or interpolation.")
     evaluated = eq.evaluate
     lhs, rhs = evaluated.lhs, substitute(evaluated.rhs, subs)
     if retrieve_indexed(lhs) or retrieve_indexed(rhs):

@@ -73,7 +73,8 @@ from .sparse import (
     transpose_sparse,
 )
 
-__all__ = ['adjoint', 'AdjointOperator', 'contiguous_innermost']
+__all__ = ['adjoint', 'AdjointOperator', 'adjoint_operator', 'derive',
+           'contiguous_innermost']
 
 log = logging.getLogger('devito_perforad')
 
@@ -147,7 +148,13 @@ def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False)
       - w_b(x)/(h_x*m(x))
     """
     check_options(mode)
-    program, adjoints = check_inputs(expressions, adjoints, subs)
+    return derive(*check_inputs(expressions, adjoints, subs), mode, checkpointed)
+
+
+def derive(program, adjoints, mode='gather', checkpointed=False):
+    """The adjoint equations of the analysed, checked ``program`` (see
+    :func:`~devito_perforad.checks.check_inputs`); ``adjoints`` holds the active
+    fields only. Otherwise as :func:`adjoint`."""
     if any(s.is_timed for s in program):
         eqs = _time_adjoint(program, adjoints, mode, checkpointed)
     else:

@@ -17,7 +17,7 @@ but the one the primal step at counter ``time_m + i`` is about to overwrite.
 import numpy as np
 from devito import Operator, TimeFunction
 
-from .assemble import adjoint, adjoint_operator
+from .assemble import adjoint_operator, derive
 from .checks import check_inputs, check_operator_kwargs, check_options
 from .errors import AdjointError
 from .fields import is_saved
@@ -76,11 +76,11 @@ class CheckpointedAdjoint:
     def __init__(self, expressions, adjoints, n_checkpoints=None, **kwargs):
         check_options(checkpointing=True, n_checkpoints=n_checkpoints)
         check_operator_kwargs(kwargs, 'CheckpointedAdjoint')
-        program, _ = check_inputs(expressions, adjoints, kwargs.get('subs'))
+        program, active = check_inputs(expressions, adjoints, kwargs.get('subs'))
         self.states = _states(program)
         self.n_checkpoints = n_checkpoints
         self.forward = Operator(expressions, **kwargs)
-        eqs = adjoint(expressions, adjoints, kwargs.get('subs'), checkpointed=True)
+        eqs = derive(program, active, checkpointed=True)
         self.reverse = adjoint_operator(eqs, **dict(kwargs, name='Adjoint'))
 
     def apply(self, **kwargs):
