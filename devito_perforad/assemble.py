@@ -28,7 +28,6 @@ from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from itertools import count
 
 import numpy as np
 import sympy
@@ -47,6 +46,7 @@ from .fields import (
     is_saved,
     several_ranks,
 )
+from .ir.names import current, naming
 from .region import (
     Select,
     covers_domain,
@@ -155,10 +155,11 @@ def derive(program, adjoints, mode='gather', checkpointed=False):
     """The adjoint equations of the analysed, checked ``program`` (see
     :func:`~devito_perforad.checks.check_inputs`); ``adjoints`` holds the active
     fields only. Otherwise as :func:`adjoint`."""
-    if any(s.is_timed for s in program):
-        eqs = _time_adjoint(program, adjoints, mode, checkpointed)
-    else:
-        eqs = _spatial_adjoint(program, adjoints, mode)
+    with naming():
+        if any(s.is_timed for s in program):
+            eqs = _time_adjoint(program, adjoints, mode, checkpointed)
+        else:
+            eqs = _spatial_adjoint(program, adjoints, mode)
     for eq in eqs:  # for debugging; messages never show derived equations
         log.debug("derived adjoint equation: %s", eq)
     check_halos(eqs, adjoints)
@@ -427,7 +428,7 @@ class _Step:
         if seeded is None or seeded.subs(self.time, self.time.symbolic_max - 1) \
                 is not sympy.false:
             return []
-        aside = Function(name=f'{gb.name}_seed{next(_temps)}', grid=self.grid,
+        aside = Function(name=current().name(f'{gb.name}_seed', 'temporary'), grid=self.grid,
                          space_order=0, dtype=gb.dtype)
         self.seeds[(field, level)] = (aside, seeded)
         return [_once(Eq(aside, at_offsets(gb, time=level)), self.time, 'top')]
@@ -815,9 +816,6 @@ def _through_saved_writes(program, active, derivs, adjoints, checkpointed):
     return out, corrections
 
 
-_temps = count()
-
-
 def _gather_terms(node, grid, adjoints):
     """Guard a node's reversed terms, factoring shifted copies of one product.
 
@@ -860,7 +858,7 @@ def _gather_terms(node, grid, adjoints):
                                                      space=_by_dim(term.shift, grid))))
             continue
         reach = max(abs(k) for *_, entry in group for k in entry[1].shift)
-        z = Function(name=f'{node.field.name}_z{next(_temps)}', grid=grid,
+        z = Function(name=current().name(f'{node.field.name}_z', 'temporary'), grid=grid,
                      space_order=max(reach, 1), dtype=node.field.dtype)
         # z is computed only where the primal ran and its halo stays zero, so reading
         # it anywhere needs no guard: outside the primal's region it contributes 0.
@@ -897,7 +895,7 @@ def _level_copies(expr, grid):
         if not any(a.space):
             continue
         if (f, a.time) not in copies:
-            c = Function(name=f'{f.name}_l{next(_temps)}', grid=grid,
+            c = Function(name=current().name(f'{f.name}_l', 'temporary'), grid=grid,
                          space_order=f.space_order, dtype=f.dtype)
             copies[(f, a.time)] = (c, Eq(c, at_offsets(f, time=a.time)))
         mapping[app] = at_offsets(copies[(f, a.time)][0], space=a.space)

@@ -24,8 +24,6 @@ Examples
 """
 
 from contextlib import contextmanager
-from functools import cache
-from itertools import count
 
 import numpy as np
 import sympy
@@ -36,6 +34,7 @@ from devito.types.basic import AbstractFunction
 
 from .access import access_of, at_offsets
 from .fields import is_saved, several_ranks
+from .ir.names import current
 
 __all__ = ['Select', 'space_conditions', 'time_conditions', 'guarded', 'subdomain_bounds',
            'domain_bounds', 'Box', 'integer_bounds', 'domain_edge', 'split',
@@ -69,10 +68,6 @@ class Select(InlineIf):
                       sympy.diff(self.false_expr, s))
 
 
-_edges = {}
-_edge_roles = {}
-
-
 def domain_bounds(grid, d):
     """The indices of the domain's first and last points along ``d`` in generated code.
 
@@ -85,18 +80,20 @@ def domain_bounds(grid, d):
     """
     if not several_ranks(grid) or not grid.is_distributed(d):
         return d.symbolic_min, d.symbolic_max
-    distributor = grid.distributor
-    key = (id(grid), d)
-    if key not in _edges:
-        decomposition = distributor.decomposition[d]
+    names = current()
+
+    def edges():
+        decomposition = grid.distributor.decomposition[d]
         start = decomposition.loc_abs_min - decomposition.glb_min  # global index of 0
         last = decomposition.glb_max - decomposition.glb_min
-        n = len(_edges)
+        n = names.number('edge')
         lo = Constant(name=f'{d.name}_first{n}', dtype=np.int32, value=-start)
         hi = Constant(name=f'{d.name}_last{n}', dtype=np.int32, value=last - start)
-        _edges[key] = (lo, hi, grid)  # holding the grid keeps its id unique
-        _edge_roles[lo], _edge_roles[hi] = (d, 'left'), (d, 'right')
-    return _edges[key][:2]
+        names.memo(('edge role', lo), lambda: (d, 'left'))
+        names.memo(('edge role', hi), lambda: (d, 'right'))
+        return lo, hi
+
+    return names.memo(('edges', grid, d), edges)
 
 
 def subdomain_bounds(grid, subdomain):
@@ -162,11 +159,10 @@ def run_range(time):
     ``<time>_first`` and ``<time>_last`` give the whole run's range. Their defaults
     leave ``time_m`` and ``time_M`` in charge.
     """
-    first, last = _run_constants(time.name)
+    first, last = current().memo(('run', time.name), lambda: _run_constants(time.name))
     return sympy.Min(time.symbolic_min, first), sympy.Max(time.symbolic_max, last)
 
 
-@cache
 def _run_constants(name):
     big = 2 ** 30  # exact in float too, where Devito hoists a bound into a float
     return (Constant(name=f'{name}_first', dtype=np.int32, value=big),
@@ -281,6 +277,7 @@ def domain_edge(condition):
     ``x - 2 >= x_m`` is ``(x, 'left', 2)``: the term reaches two points past the left
     edge of the domain. ``x + 1 <= x_M`` is ``(x, 'right', 1)``.
     """
+    roles = current()
     for d in condition.free_symbols:
         if not getattr(d, 'is_Space', False):
             continue
@@ -289,15 +286,12 @@ def domain_edge(condition):
             return None
         rhs = condition.rhs
         if isinstance(condition, sympy.GreaterThan) and (
-                rhs == d.symbolic_min or _edge_roles.get(rhs) == (d, 'left')):
+                rhs == d.symbolic_min or roles.get(('edge role', rhs)) == (d, 'left')):
             return (d, 'left', -int(k))
         if isinstance(condition, sympy.LessThan) and (
-                rhs == d.symbolic_max or _edge_roles.get(rhs) == (d, 'right')):
+                rhs == d.symbolic_max or roles.get(('edge role', rhs)) == (d, 'right')):
             return (d, 'right', int(k))
     return None
-
-
-_boxes = {}
 
 
 def split(grid, terms):
@@ -322,10 +316,11 @@ def split(grid, terms):
         return None
     if any(lo + hi >= n for (lo, hi), n in zip(reach.values(), grid.shape, strict=True)):
         return None
-    key = (id(grid), tuple(tuple(r) for r in reach.values()))
-    if key not in _boxes:
+    names = current()
+
+    def boxes():
         dims = grid.dimensions
-        n = len(_boxes)
+        n = names.number('box')
         core = Box(f'core{n}', [('middle', *reach[d]) for d in dims], grid)
         shells = []
         for i, d in enumerate(dims):
@@ -335,8 +330,9 @@ def split(grid, terms):
                 if k:
                     shells.append(Box(f'shell{n}{d.name}{side}',
                                       inner + [(side, k)] + outer, grid))
-        _boxes[key] = (core, shells, grid)
-    return _boxes[key][:2]
+        return core, shells
+
+    return names.memo(('boxes', grid, tuple(tuple(r) for r in reach.values())), boxes)
 
 
 def unguarded(terms):
@@ -492,14 +488,11 @@ def seed_counters(field, gb, level, time, top_levels):
     return valid
 
 
-_counters = count()
-
-
 def on_counters(eqs, condition):
     """``eqs`` run only at the counters where ``condition`` (on the counter alone)
     holds: Devito wraps their loop nests in one ``if`` inside the time loop."""
     time = next(d for d in condition.free_symbols if getattr(d, 'is_Time', False))
-    where = ConditionalDimension(f'{time.name}_c{next(_counters)}', parent=time,
+    where = ConditionalDimension(current().name(f'{time.name}_c', 'counter'), parent=time,
                                  condition=condition)
     return [eq.func(eq.lhs, eq.rhs, subdomain=eq.subdomain,
                     implicit_dims=(*eq.implicit_dims, where)) for eq in eqs]

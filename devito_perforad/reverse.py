@@ -21,11 +21,13 @@ x + 2*f(x - h_x) - 1
 """
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import partial
 
 import sympy
 from devito import TimeFunction
 from devito.symbolics import retrieve_functions
+
+from .ir.names import current
 
 __all__ = ['Term', 'shift', 'pin', 'reverse']
 
@@ -40,10 +42,11 @@ def shift(expr, time=0, space=None):
     def moved(dim):
         return time if dim.is_Time else space.get(dim, 0)
 
-    apps = {}
+    apps, names = {}, current()
     for app in retrieve_functions(expr, mode='unique'):
         key = tuple(moved(dim) for dim in app.function.dimensions)
-        apps[app] = _moved(app, key) if any(key) else app
+        apps[app] = names.memo(('moved', app, key), partial(_moved, app, key)) \
+            if any(key) else app
     placeholders = {app: sympy.Dummy() for app in apps}
     expr = expr.xreplace(placeholders)
     # Bare dimension symbols (e.g. ``x*h_x`` for a coordinate) move too.
@@ -52,10 +55,10 @@ def shift(expr, time=0, space=None):
     return expr.xreplace({s: apps[app] for app, s in placeholders.items()})
 
 
-@lru_cache(maxsize=65536)
 def _moved(app, offsets):
     """``app`` shifted by whole grid steps along its own dimensions (memoised: Devito's
-    ``shift`` is slow and the same accesses are shifted many times)."""
+    ``shift`` is slow and the same accesses are shifted many times, within one
+    derivation: see :mod:`~devito_perforad.ir.names`)."""
     for dim, k in zip(app.function.dimensions, offsets, strict=True):
         if k:
             app = app.shift(dim, k * dim.spacing)
