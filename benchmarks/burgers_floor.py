@@ -23,7 +23,7 @@ import sympy
 from devito import Eq, Grid, Operator, TimeFunction, configuration
 
 from devito_perforad import AdjointOperator
-from devito_perforad.assemble import contiguous_innermost
+from devito_perforad.devito_compat import openmp_chunks_of_one
 
 __all__ = ['burgers_step', 'operators', 'main']
 
@@ -57,7 +57,7 @@ def operators(n, nt):
     grid = Grid(shape=(n,), dtype=np.float64)
     u = TimeFunction(name='u', grid=grid, space_order=2, save=nt + 2)
     ub = TimeFunction(name='ub', grid=grid, space_order=2, time_order=1)
-    with contiguous_innermost():
+    with openmp_chunks_of_one():
         ops = {'primal, contiguous chunks': Operator(burgers_step(u), **kw),
                'hand-written adjoint (interior)': Operator([_hand_adjoint(u, ub)], **kw)}
     ops['derived adjoint'] = AdjointOperator(burgers_step(u), {u: ub}, **kw)

@@ -189,7 +189,7 @@ def enclosing_loops(c):
 def top_counter_lines(c):
     """The lines (1-based) of the C code ``c`` inside an ``if (time >= ...)`` block:
     statements that run at the first counters of a backward run only (the pointwise
-    return of a seed set aside; see ``devito_perforad.region.seed_counters``)."""
+    return of a seed set aside; see ``devito_perforad.levels.Levels.seed_counters``)."""
     stack, pending, out = [], False, set()
     for i, line in enumerate(c.splitlines(), 1):
         text = line.strip()

@@ -55,7 +55,7 @@ from burgers_floor import burgers_step
 from devito import Operator, TimeFunction, configuration
 
 from devito_perforad import AdjointOperator, adjoint_function
-from devito_perforad.assemble import contiguous_innermost
+from devito_perforad.devito_compat import openmp_chunks_of_one
 
 configuration['log-level'] = 'ERROR'
 configuration['language'] = 'openmp'  # every operator, Devito's own included
@@ -271,7 +271,7 @@ def paper_cases(shape, n3d, nt):
     kw = dict(opt=('advanced', {'par-dynamic-work': np.inf}))
 
     def contiguous(primal):
-        with contiguous_innermost():
+        with openmp_chunks_of_one():
             return Operator(primal, **kw)
     steps = dict(time_m=1, time_M=nt)
     for label, (u, primal) in [('1D wave', wave(shape[0], 1, 0.3)),

@@ -17,10 +17,12 @@ but the one the primal step at counter ``time_m + i`` is about to overwrite.
 import numpy as np
 from devito import Operator, TimeFunction
 
-from .assemble import adjoint_operator, derive
 from .checks import check_inputs, check_operator_kwargs, check_options
+from .derive import derive
+from .devito_compat import build
 from .errors import AdjointError
 from .fields import is_saved
+from .levels import written_levels
 
 __all__ = ['CheckpointedAdjoint']
 
@@ -81,7 +83,7 @@ class CheckpointedAdjoint:
         self.n_checkpoints = n_checkpoints
         self.forward = Operator(expressions, **kwargs)
         eqs = derive(program, active, checkpointed=True)
-        self.reverse = adjoint_operator(eqs, **dict(kwargs, name='Adjoint'))
+        self.reverse = build(eqs, **dict(kwargs, name='Adjoint'))
 
     def apply(self, **kwargs):
         """Run the primal with snapshots, then the adjoint, over the primal's range.
@@ -116,11 +118,8 @@ class CheckpointedAdjoint:
 
 def _states(program):
     """The buffered TimeFunctions the primal writes, with the level each step writes."""
-    top = {}
-    for s in program:
-        f = s.write.field
-        if isinstance(f, TimeFunction) and s.write.time is not None and not is_saved(f):
-            top[f] = max(top.get(f, s.write.time), s.write.time)
+    top = {f: level for f, level in written_levels(program).items()
+           if isinstance(f, TimeFunction) and not is_saved(f)}
     if not top:
         raise AdjointError("Checkpointing needs a primal that steps buffered "
                            "TimeFunctions (without save=nt).")

@@ -39,16 +39,18 @@ from devito import (
     SparseTimeFunction,
     TimeFunction,
 )
+from devito.mpi import MPI
 from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
 
-from .access import analyse, space_offsets
 from .errors import AdjointError, check_field, describe, located, short
-from .fields import is_saved
-from .sparse import check_injections
+from .fields import is_saved, several_ranks
+from .ir.access import access_of, analyse, space_offsets
+from .levels import written_levels
 
 __all__ = ['check_inputs', 'check_options', 'check_operator_kwargs', 'check_halos',
-           'check_program']
+           'check_program', 'check_injections', 'check_time_free', 'check_primal_values',
+           'check_window', 'check_sparse_reads', 'check_buffers']
 
 
 def check_inputs(expressions, adjoints, subs=None, what='adjoints'):
@@ -68,7 +70,7 @@ def check_inputs(expressions, adjoints, subs=None, what='adjoints'):
     Returns
     -------
     program : list of Statement
-        The analysed primal (:func:`devito_perforad.access.analyse`).
+        The analysed primal (:func:`devito_perforad.ir.access.analyse`).
     active : dict
         The map without its inactive (``None``) entries.
 
@@ -102,7 +104,7 @@ def check_inputs(expressions, adjoints, subs=None, what='adjoints'):
                            "devito.Operator for the primal.")
     _check_against_program(program, pairs, what)
     active = {f: fb for f, fb in pairs.items() if fb is not None}
-    check_halos([s.eq.evaluate for s in program if s.kind == 'stencil'])
+    check_halos([s.eq.evaluate for s in program if s.is_dense])
     check_program(program, active)
     check_injections(program)
     return program, active
@@ -438,3 +440,146 @@ def check_program(program, adjoints):
 def _names(names):
     names = [f'`{n}`' for n in names]
     return names[0] if len(names) == 1 else ', '.join(names[:-1]) + ' and ' + names[-1]
+
+
+# -- the derivation's own checks, before anything is emitted ---------------------------
+
+def check_time_free(program):
+    """Sparse operations are reversed inside time loops only."""
+    for stmt in program:
+        if not stmt.is_dense:
+            raise AdjointError(f"`{describe(stmt.eq)}`: sparse operations are supported "
+                               "inside "
+                               "time loops only.")
+
+
+def check_primal_values(active, derivs, program):
+    """Raise if a partial of the ``active`` statements (``derivs``) needs values of a
+    buffered TimeFunction the program overwrites: they are gone by the time the
+    adjoint runs."""
+    written = {s.write.field for s in program}
+    for stmt, ds in zip(active, derivs, strict=True):
+        for _, partial in ds:
+            _check_primal_values(stmt, partial, written)
+
+
+def _check_primal_values(stmt, partial, written):
+    for app in retrieve_functions(partial, mode='unique'):
+        f = app.function
+        if isinstance(f, TimeFunction) and not is_saved(f) and f in written:
+            raise located(stmt.eq, f,
+                          f"the adjoint needs primal values `{app}` at every time step, "
+                          "but a buffered TimeFunction only keeps its last "
+                          f"{f.time_order + 1} levels. Create it with save=nt (or "
+                          "recompute it by checkpointing).")
+
+
+def check_window(stmt, partial, step, program):
+    """Raise if ``partial``, from the primal step ``step`` counters away, reads a level
+    of a recomputed (buffered) TimeFunction that the buffer no longer holds right after
+    the primal step of the current counter."""
+    top = written_levels(program)
+    for app in retrieve_functions(partial, mode='unique'):
+        f = app.function
+        if not isinstance(f, TimeFunction) or is_saved(f) or f not in top:
+            continue
+        level = access_of(app).time + (step or 0)
+        if not top[f] - f.time_order <= level <= top[f]:
+            raise located(stmt.eq, f,
+                          f"with checkpointing, the adjoint at counter t needs "
+                          f"`{f.name}` at level t{level:+d}, but after the primal step "
+                          f"t the buffer "
+                          f"holds levels t{top[f] - f.time_order:+d}..t{top[f]:+d}. "
+                          "Save the field (save=nt) instead.")
+
+
+def check_sparse_reads(active, derivs, levels):
+    """What the sparse rules reverse: unshifted reads of dense fields; in an injected
+    expression time-invariant fields and the sparse function at the current time; in
+    an interpolation, TimeFunctions at or above the lowest level the stencils read."""
+    for stmt, ds in zip(active, derivs, strict=True):
+        if stmt.is_dense:
+            continue
+        for a, _ in ds:
+            interpolated = stmt.kind == 'interpolate' and isinstance(a.field,
+                                                                    TimeFunction)
+            if interpolated and (any(a.space) or a.time < levels.w[a.field]):
+                raise located(stmt.eq, a.field,
+                              "an interpolation reads this field at a shifted point or "
+                              "below the lowest level the stencils read; this is not "
+                              "supported.")
+            if interpolated:
+                continue
+            if any(a.space) and not isinstance(a.field, SparseFunction):
+                raise located(stmt.eq, a.field, "a sparse operation reads this field at "
+                                                "a shifted point; only unshifted reads "
+                                                "of dense fields are supported.")
+            if stmt.kind == 'inject' and (isinstance(a.field, TimeFunction)
+                                          or (a.time or 0) != 0):
+                raise located(stmt.eq, a.field,
+                              "the injected expression may depend on time-invariant "
+                              "fields and on the sparse function at the current time "
+                              "only.")
+
+
+def check_buffers(updates, adjoints):
+    """A buffered adjoint must fit all the levels one counter touches."""
+    span = defaultdict(set)
+    for n in updates:
+        if n.level is not None:
+            span[n.target].add(n.level)
+        for f, level in n.reads:
+            span[f].add(level)
+    for f, levels in span.items():
+        fb = adjoints[f]
+        if isinstance(fb, TimeFunction) and not is_saved(fb):
+            need = max(levels) - min(levels) + 1
+            if need > fb.time_order + 1:
+                raise AdjointError(
+                    f"The adjoint `{fb.name}` of `{f.name}` must hold {need} "
+                    f"time levels at once but a buffered TimeFunction with "
+                    f"time_order={fb.time_order} holds {fb.time_order + 1}; "
+                    "use save=nt for both fields.")
+
+
+def check_injections(program):
+    """Refuse a primal injection whose points reach past the domain's edge.
+
+    There the injection writes the field's halo, which the primal's stencils read at
+    later steps and never overwrite: the halo carries state from step to step, and
+    the adjoint, whose updates cover the domain, does not follow it (a sinc source 0.3
+    points from the edge of a 1D wave gave a dot test off by 2e-2). A point reaches
+    past the edge when its interpolation support (``r`` points on either side) does:
+    for linear interpolation, only a point outside the domain. The check reads the
+    coordinates the sparse function holds now; points moved after the adjoint is
+    built are not checked again.
+    """
+    for stmt in program:
+        if stmt.kind == 'inject' and _reaches_halo(stmt.sparse):
+            r = stmt.sparse.r
+            raise located(stmt.eq, stmt.write.field,
+                          f"`{stmt.sparse.name}` has points whose interpolation (radius "
+                          f"{r}) reaches past the edge of the domain, so the injection "
+                          "writes this field's halo, which the primal then carries from "
+                          "step to step and the adjoint does not follow. Keep every "
+                          f"point at least {r - 1} grid spacings inside the domain.")
+
+
+def _reaches_halo(sparse):
+    grid = sparse.grid
+    coordinates = np.asarray(sparse.coordinates.data, dtype=np.float64)
+    position = ((coordinates.reshape(-1, grid.dim) - np.asarray(grid.origin, float))
+                / np.asarray(grid.spacing, float))
+    last = np.asarray(grid.shape) - 1
+    if sparse.r == 1:
+        # linear: the second point has weight 0 at a grid point (tolerance for the
+        # rounding of float32 coordinates)
+        tol = 1e-4
+        out = (position < -tol) | (position > last + tol)
+    else:
+        p = np.floor(position)
+        out = (p - sparse.r + 1 < 0) | (p + sparse.r > last)
+    reaches = bool(out.any())
+    if several_ranks(grid):
+        reaches = bool(grid.distributor.comm.allreduce(reaches, op=MPI.LOR))
+    return reaches

@@ -1,4 +1,4 @@
-"""Stage 2: differentiate locally.
+"""Differentiate locally.
 
 For one statement ``y[p] = R(..., g[p + o], ...)`` compute the partial derivative
 ``dR/dg[p + o]`` for every access of an active field. The partial is an expression at
@@ -13,7 +13,7 @@ to ``sign`` with ``sign(0) = 0``.
 Examples
 --------
 >>> from devito import Grid, Function, Eq
->>> from devito_perforad.access import analyse
+>>> from devito_perforad.ir.access import analyse
 >>> grid = Grid(shape=(5,))
 >>> u, w = Function(name='u', grid=grid), Function(name='w', grid=grid)
 >>> (stmt,) = analyse([Eq(w, u * u.shift(grid.dimensions[0],
@@ -23,11 +23,15 @@ Examples
 """
 
 import sympy
+from devito import TimeFunction
+from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
 
-from .region import Select
+from .ir.access import access_of, at_offsets
+from .ir.symbolic import Select
 
-__all__ = ['partials', 'plain', 'through_write', 'pointwise_factor', 'cancelled']
+__all__ = ['partials', 'linearised', 'plain', 'through_write', 'pointwise_factor',
+           'cancelled']
 
 
 def plain(expr):
@@ -96,6 +100,14 @@ def partials(statement, active):
     return out
 
 
+def linearised(statement, partials, tangents):
+    """``sum_a dR/da * ad``: the linearised right-hand side of ``statement``, each
+    tangent ``ad`` read at the offset the primal reads its field (``partials`` from
+    :func:`partials`, ``tangents`` the map from field to tangent)."""
+    return sum((d * at_offsets(tangents[a.field], time=a.time, space=a.space)
+                for a, d in partials), sympy.S.Zero)
+
+
 def through_write(statement, access, written):
     """Rewrite a parameter's partial through the value the statement wrote.
 
@@ -124,7 +136,7 @@ def through_write(statement, access, written):
     Examples
     --------
     >>> from devito import Grid, Function, TimeFunction, Eq
-    >>> from devito_perforad.access import analyse
+    >>> from devito_perforad.ir.access import analyse
     >>> grid = Grid(shape=(5,))
     >>> u = TimeFunction(name="u", grid=grid, space_order=2, save=4)
     >>> m = Function(name='m', grid=grid)
@@ -174,7 +186,7 @@ def pointwise_factor(statement):
     Examples
     --------
     >>> from devito import Grid, Function, TimeFunction, Eq
-    >>> from devito_perforad.access import analyse
+    >>> from devito_perforad.ir.access import analyse
     >>> grid = Grid(shape=(5,))
     >>> u = TimeFunction(name='u', grid=grid, space_order=2)
     >>> m = Function(name='m', grid=grid)
@@ -190,9 +202,6 @@ def pointwise_factor(statement):
 
 
 def _pointwise(expr):
-    from devito import TimeFunction
-
-    from .access import access_of
     apps = [a for a in expr.atoms(AbstractFunction)]
     return bool(apps) and all(not isinstance(a.function, TimeFunction)
                               and not any(access_of(a).space) for a in apps)
@@ -221,9 +230,6 @@ def cancelled(expr, limit=400):
     >>> cancelled((f / (g + 1) + f * g / (g + 1)) * g)
     f(x)*g(x)
     """
-    from devito.symbolics import retrieve_functions
-
-    from .access import access_of
     if expr.has(Select, sympy.Piecewise, sympy.Max, sympy.Min, sympy.Abs,
                 sympy.Heaviside, sympy.sign):
         return expr
@@ -233,7 +239,10 @@ def cancelled(expr, limit=400):
     before = sympy.count_ops(expr)
     if before > limit:
         return expr
-    symbols = {a: sympy.Dummy(a.function.name) for a in apps}
+    # plain symbols named in a fixed order: sympy orders a polynomial's generators by
+    # name, so the result does not depend on the process (hash seeds, Dummy counters)
+    symbols = {a: sympy.Symbol(f'_v{i:04d}') for i, a in
+               enumerate(sorted(apps, key=lambda a: (a.function.name, str(a))))}
     back = {s: a for a, s in symbols.items()}
     new = sympy.factor(sympy.cancel(expr.xreplace(symbols))).xreplace(back)
     return new if sympy.count_ops(new) < before else expr

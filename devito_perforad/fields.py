@@ -2,12 +2,10 @@
 
 import numpy as np
 from devito import Function, SparseFunction, SparseTimeFunction, TimeFunction
-from devito.symbolics import retrieve_functions
 
-from .errors import check_field, located, short
+from .errors import check_field, short
 
-__all__ = ['adjoint_function', 'check_primal_values', 'check_window', 'is_saved',
-           'several_ranks']
+__all__ = ['adjoint_function', 'is_saved', 'several_ranks']
 
 
 def is_saved(f):
@@ -79,39 +77,3 @@ def _global_coordinates(f):
     if not several_ranks(f.grid):
         return local
     return np.concatenate(f.grid.distributor.comm.allgather(local), axis=0)
-
-
-def check_primal_values(stmt, partial, written):
-    """Raise if ``partial`` needs values of a buffered TimeFunction the program
-    overwrites (``written``): they are gone by the time the adjoint runs."""
-    for app in retrieve_functions(partial, mode='unique'):
-        f = app.function
-        if isinstance(f, TimeFunction) and not is_saved(f) and f in written:
-            raise located(stmt.eq, f,
-                          f"the adjoint needs primal values `{app}` at every time step, "
-                          "but a buffered TimeFunction only keeps its last "
-                          f"{f.time_order + 1} levels. Create it with save=nt (or "
-                          "recompute it by checkpointing).")
-
-
-def check_window(stmt, partial, step, program):
-    """Raise if ``partial``, from the primal step ``step`` counters away, reads a level
-    of a recomputed (buffered) TimeFunction that the buffer no longer holds right after
-    the primal step of the current counter."""
-    from .access import access_of
-    top = {}
-    for s in program:
-        if s.write.time is not None:
-            top[s.write.field] = max(top.get(s.write.field, s.write.time), s.write.time)
-    for app in retrieve_functions(partial, mode='unique'):
-        f = app.function
-        if not isinstance(f, TimeFunction) or is_saved(f) or f not in top:
-            continue
-        level = access_of(app).time + (step or 0)
-        if not top[f] - f.time_order <= level <= top[f]:
-            raise located(stmt.eq, f,
-                          f"with checkpointing, the adjoint at counter t needs "
-                          f"`{f.name}` at level t{level:+d}, but after the primal step "
-                          f"t the buffer "
-                          f"holds levels t{top[f] - f.time_order:+d}..t{top[f]:+d}. "
-                          "Save the field (save=nt) instead.")

@@ -5,7 +5,7 @@ from conftest import make_grid
 from devito import Eq, Function, TimeFunction
 
 from devito_perforad import AdjointError, adjoint, adjoint_function
-from devito_perforad.access import access_of, analyse, at_offsets
+from devito_perforad.ir.access import access_of, analyse, at_offsets
 
 
 def test_offsets_of_a_stencil():

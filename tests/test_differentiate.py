@@ -5,7 +5,6 @@ import sympy
 from conftest import make_grid
 from devito import Eq, Function, Operator, TimeFunction
 
-from devito_perforad.access import analyse
 from devito_perforad.differentiate import (
     cancelled,
     partials,
@@ -13,7 +12,8 @@ from devito_perforad.differentiate import (
     pointwise_factor,
     through_write,
 )
-from devito_perforad.region import Select
+from devito_perforad.ir.access import analyse
+from devito_perforad.ir.symbolic import Select
 
 
 def _partials(eq, active):

@@ -95,7 +95,7 @@ def adjoint_error_messages():
     """``{file:line: message template}`` of every ``raise AdjointError(msg)`` and
     ``raise located(eq, field, msg)`` in the package."""
     out = {}
-    for path in sorted((ROOT / 'devito_perforad').glob('*.py')):
+    for path in sorted((ROOT / 'devito_perforad').rglob('*.py')):
         for node in ast.walk(ast.parse(path.read_text())):
             if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)):
                 continue

@@ -7,7 +7,9 @@ from conftest import dot_test, make_grid, positive, time_inputs
 from devito import Eq, Function, Operator, SubDomain, TimeFunction
 
 from devito_perforad import AdjointError, AdjointOperator, adjoint, adjoint_function
-from devito_perforad.region import Select, domain_edge, space_conditions, time_conditions
+from devito_perforad.ir.symbolic import Select, finite
+from devito_perforad.passes.core_shell import domain_edge
+from devito_perforad.region import space_conditions, time_conditions
 
 TOL = 1e-12
 
@@ -83,7 +85,6 @@ def test_finite_partials_read_the_zero_halo(space_order, rng):
 
 def test_finite():
     """What may read a zero halo: no division by a field, no root, exp or log."""
-    from devito_perforad.region import finite
     grid = make_grid(1)
     m = Function(name='m', grid=grid)
     u = TimeFunction(name='u', grid=grid)
@@ -181,7 +182,7 @@ def test_adjoint_operator_is_a_devito_operator():
 
 
 def test_core_and_shell_boxes_decompose_like_devito():
-    """``region.Box`` builds its SubDomain with integer bounds (Devito's own compares
+    """``core_shell.Box`` builds its SubDomain with integer bounds (Devito's own compares
     every grid index with sympy numbers): the decomposition is Devito's, the patch is
     gone after the build, and a large grid's boxes cost no per-index sympy work."""
     import sys
@@ -190,18 +191,19 @@ def test_core_and_shell_boxes_decompose_like_devito():
     from devito import Grid
     from devito.mpi import distributed
 
-    from devito_perforad import region
+    from devito_perforad import devito_compat
+    from devito_perforad.passes import core_shell
 
     original = distributed._interval_bounds
     grid = Grid(shape=(40, 30))
     spec = (('middle', 2, 3), ('right', 4))
-    ours = region.Box('core_test', spec, grid)
+    ours = core_shell.Box('core_test', spec, grid)
     devitos = Box(spec, grid=grid)  # this module's SubDomain: Devito's own path
     assert distributed._interval_bounds is original
     for a, b in zip(ours.distributor._decomposition, devitos.distributor._decomposition,
                     strict=True):
         assert [list(p) for p in a] == [list(p) for p in b]
-    with region.integer_bounds():
+    with devito_compat.sympy_subdomain_bounds():
         interval = ours.dimensions[0]._interval.subs(
             {t: t.value for t in ours.dimensions[0].thickness})
         interval = interval.subs({grid.dimensions[0].symbolic_min: 0,
@@ -216,7 +218,7 @@ def test_core_and_shell_boxes_decompose_like_devito():
     sympify = module.sympify
     try:
         module.sympify = lambda *a, **k: calls.append(1) or sympify(*a, **k)
-        region.Box('core_big', (('middle', 1, 1),), Grid(shape=(20_000,)))
+        core_shell.Box('core_big', (('middle', 1, 1),), Grid(shape=(20_000,)))
     finally:
         module.sympify = sympify
     assert len(calls) < 2000, len(calls)

@@ -1,12 +1,14 @@
-"""Stage 3: offset reversal turns scatters into gathers."""
+"""The transpose rules: offset reversal turns scatters into gathers."""
 
 from conftest import make_grid
 from devito import Eq, Function, TimeFunction
 
 from devito_perforad import adjoint, adjoint_function
-from devito_perforad.access import access_of, analyse
 from devito_perforad.differentiate import partials
-from devito_perforad.reverse import reverse, shift
+from devito_perforad.ir.access import access_of, analyse
+from devito_perforad.ir.symbolic import shift
+from devito_perforad.levels import Levels
+from devito_perforad.rules import RULES
 
 
 def test_three_point_stencil_gathers():
@@ -19,14 +21,13 @@ def test_three_point_stencil_gathers():
     wb = adjoint_function(w)
     (stmt,) = analyse([Eq(w, 2 * u.shift(x, -h) + 3 * u + 5 * u.shift(x, h))])
     gathered = {}
-    for a, d in partials(stmt, {u}):
-        term = reverse(stmt, a, d, wb)
-        (seed,) = term.expr.atoms(type(wb))
+    for term in RULES[stmt.kind](stmt, partials(stmt, {u}), wb, Levels.of([stmt])):
+        (seed,) = term.gathered.atoms(type(wb))
         gathered[access_of(seed).space] = term
     # the term for u[i-1] reads the seed at i+1 and so on
-    assert str(gathered[(1,)].expr) == '2*w_b(x + h_x)'
-    assert str(gathered[(0,)].expr) == '3*w_b(x)'
-    assert str(gathered[(-1,)].expr) == '5*w_b(x - h_x)'
+    assert str(gathered[(1,)].gathered) == '2*w_b(x + h_x)'
+    assert str(gathered[(0,)].gathered) == '3*w_b(x)'
+    assert str(gathered[(-1,)].gathered) == '5*w_b(x - h_x)'
 
 
 def test_shift_moves_time_and_space():

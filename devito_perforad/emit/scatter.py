@@ -12,7 +12,7 @@ is offered as ``mode='scatter'`` so that the comparison with the gather form
 (``mode='gather'``, the default) is reproducible; both compute the same adjoint.
 
 In time loops the scatter form keeps the gather form's schedule of time levels (each
-adjoint level is completed at one counter, see :mod:`devito_perforad.assemble`) and
+adjoint level is completed at one counter, see :mod:`devito_perforad.derive`) and
 only the spatial access pattern changes: the level is first set to its seed, then
 every contribution is scattered into it. Scattering in time as well, one primal step
 at a time, makes two counters increment the same level; Devito 4.8's scheduler then
@@ -32,14 +32,46 @@ Inc(u_b(x), -w_b(x)/h_x)
 Inc(u_b(x + h_x), w_b(x)/h_x)
 """
 
+
 import sympy
 from devito import Eq, Inc
 
-from .access import at_offsets
-from .region import Select
-from .reverse import shift
+from ..ir.access import access_of, at_offsets
+from ..ir.symbolic import Select, shift
 
-__all__ = ["scatter", "scatter_level"]
+__all__ = ['Scatter', 'scatter', 'scatter_level']
+
+
+class Scatter:
+    """The scatter form's choices, for :func:`devito_perforad.derive.derive`: none of
+    the gather form's passes; the updates at the edges of the run stay gathers
+    (Devito 4.8 emits an invalid OpenMP reduction clause for several increments of
+    one array fused in a loop outside the time loop)."""
+
+    name = 'scatter'
+
+    def scales(self, levels, adjoints, grid):
+        return {}
+
+    def shift_time(self, updates, adjoints, levels, checkpointed):
+        return updates, {}, [], []
+
+    def factors(self, edge):
+        """Whether an update at ``edge`` is factored: only those at an edge."""
+        return edge is not None
+
+    def begin(self, step, nodes, adjoints):
+        return []
+
+    def loop_update(self, step, node, own, keep, scale):
+        """The update of ``node`` at every counter: set the level to its seed, then
+        scatter into it."""
+        return step.flush() + scatter_level(own, keep, node.contributions)
+
+    def time_free(self, contributions, adjoints, grid):
+        """A time-free statement's contributions, one increment per read."""
+        return [scatter(c.statement, c.access, c.coefficient, adjoints[c.target])
+                for c in contributions]
 
 
 def scatter(stmt, access, contribution, gb, level=None):
@@ -62,7 +94,7 @@ def scatter(stmt, access, contribution, gb, level=None):
     return Inc(target, contribution, subdomain=stmt.subdomain)
 
 
-def scatter_level(own, keep, raw):
+def scatter_level(own, keep, contributions):
     """One adjoint level in scatter form: set it to its seed, then scatter into it.
 
     Parameters
@@ -71,33 +103,28 @@ def scatter_level(own, keep, raw):
         The adjoint level written, ``gb[t + r]``.
     keep : sympy.Expr
         What it holds before the contributions (its seed, or zero).
-    raw : list of (Statement, Access, Term, sympy.Expr, list, bool)
-        The gathered form's contributions: statement, read, reversed term, the
-        contribution ``D * yb`` at the primal point, the conditions on the counter
-        under which the primal step ran, and whether the contribution is finite at
-        every step (then a 0/1 factor, hoisted out of the space loops, applies them).
+    contributions : list of Contribution
+        The gathered form's contributions to the level: the value ``D * yb`` at the
+        primal point, the primal step, the read, and the conditions on the counter
+        under which the primal step ran. Where the partial is finite at every step, a
+        0/1 factor, hoisted out of the space loops, applies the conditions.
     """
-    gb, level = own.function, _level(own)
+    gb, level = own.function, access_of(own).time
     eqs = [] if keep is own else [Eq(own, keep)]
-    raw = sorted(raw, key=lambda entry: any(entry[1].space))  # own point first
-    for stmt, access, term, contribution, conditions, finite in raw:
-        value = shift(contribution, time=term.step or 0)
-        if conditions and finite:
-            value *= Select(sympy.And(*conditions), sympy.S.One, sympy.S.Zero)
-        elif conditions:
-            value = Select(sympy.And(*conditions), value, sympy.S.Zero)
-        increment = scatter(stmt, access, value, gb, level)
-        if not eqs and not any(access.space):
+    ordered = sorted(contributions, key=lambda c: any(c.access.space))  # own point first
+    for c in ordered:
+        value = shift(c.coefficient, time=c.step or 0)
+        if c.conditions and c.finite_at_every_step:
+            value *= Select(sympy.And(*c.conditions), sympy.S.One, sympy.S.Zero)
+        elif c.conditions:
+            value = Select(sympy.And(*c.conditions), value, sympy.S.Zero)
+        increment = scatter(c.statement, c.access, value, gb, level)
+        if not eqs and not any(c.access.space):
             # The level keeps its seed in place (a saved adjoint) and this is the
             # first contribution, at the primal point itself: an assignment. With
             # increments only, Devito 4.8.23 sees no dependence along time and runs
             # the time loop as a parallel array reduction.
             increment = Eq(increment.lhs, increment.lhs + value,
-                           subdomain=stmt.subdomain)
+                           subdomain=c.statement.subdomain)
         eqs.append(increment)
     return eqs
-
-
-def _level(app):
-    from .access import access_of
-    return access_of(app).time

@@ -1,4 +1,4 @@
-"""Stage 1: analyse accesses.
+"""Analyse accesses: the statements of the intermediate representation.
 
 Every statement of the primal program is reduced to the access it writes and the
 accesses it reads. An access is a field read or written at the iteration point
@@ -26,7 +26,7 @@ from devito.symbolics import retrieve_functions, retrieve_indexed
 from devito.types import Dimension, SparseFunction
 from devito.types.basic import AbstractFunction
 
-from .errors import AdjointError, describe, located
+from ..errors import AdjointError, describe, located
 
 __all__ = ['Access', 'Statement', 'analyse', 'access_of', 'space_offsets', 'at_offsets']
 
@@ -76,9 +76,11 @@ class Statement:
         ``True`` for ``Inc`` (``lhs += rhs``), ``False`` for ``Eq``.
     subdomain : devito.SubDomain or None
         The region the primal equation iterates over; ``None`` is the whole domain.
-    kind : {'stencil', 'inject', 'interpolate'}
-        A dense equation, ``S.inject(field, expr)`` (``field += w * expr`` around each
-        point of ``S``) or ``S.interpolate(expr)`` (``S = sum w * expr``).
+    kind : {'update', 'increment', 'inject', 'interpolate'}
+        What the statement does, and so which transpose rule reverses it
+        (:data:`devito_perforad.rules.RULES`): a dense ``Eq`` (update), a dense
+        ``Inc`` (increment), ``S.inject(field, expr)`` (``field += w * expr`` around
+        each point of ``S``) or ``S.interpolate(expr)`` (``S = sum w * expr``).
     sparse : devito.SparseFunction or None
         The sparse function whose points a sparse operation visits.
     """
@@ -89,8 +91,13 @@ class Statement:
     reads: tuple
     increment: bool
     subdomain: object
-    kind: str = 'stencil'
+    kind: str = 'update'
     sparse: object = None
+
+    @property
+    def is_dense(self):
+        """Whether the statement is a dense stencil equation (``Eq`` or ``Inc``)."""
+        return self.kind in ('update', 'increment')
 
     @property
     def is_timed(self):
@@ -229,8 +236,10 @@ def _statement(eq, subs):
         if isinstance(f, SparseFunction):
             raise located(eq, f, "a sparse function inside a dense equation; use "
                                  "S.inject(...) or S.interpolate(...).")
-    return Statement(eq, access_of(lhs, eq), rhs, reads, isinstance(eq, Inc),
-                     getattr(evaluated, 'subdomain', None))
+    increment = isinstance(eq, Inc)
+    return Statement(eq, access_of(lhs, eq), rhs, reads, increment,
+                     getattr(evaluated, 'subdomain', None),
+                     'increment' if increment else 'update')
 
 
 def analyse(expressions, subs=None):

@@ -1,14 +1,6 @@
-"""Stage 3: reverse offsets.
-
-The primal statement at point ``p`` reads ``g[p + o]``; reverse mode would scatter
-``gb[p + o] += D(p) * yb[p]``. Substituting ``p = q - o`` turns the scatter into a
-gather that writes only its own point ``q``:
-
-    gb[q] += D(q - o) * yb[q - o]
-
-In time the same substitution applies: a read ``g[t + s]`` by a statement writing
-``y[t + s0]``, gathered into the adjoint level ``gb[t + r]``, comes from primal step
-``t + r - s`` and reads the seed ``yb[t + r - s + s0]``.
+"""Symbolic helpers of the intermediate representation: a rebuildable ternary, moving
+an expression to another iteration point, pinning it at one counter, and the test for
+finite expressions.
 
 Examples
 --------
@@ -20,16 +12,42 @@ Examples
 x + 2*f(x - h_x) - 1
 """
 
-from dataclasses import dataclass
 from functools import partial
 
 import sympy
 from devito import TimeFunction
-from devito.symbolics import retrieve_functions
+from devito.symbolics import InlineIf, retrieve_functions
+from devito.types.basic import AbstractFunction
 
-from .ir.names import current
+from .access import access_of
+from .names import current
 
-__all__ = ['Term', 'shift', 'pin', 'reverse']
+__all__ = ['Select', 'shift', 'pin', 'finite']
+
+
+class Select(InlineIf):
+    """C ternary ``cond ? true_expr : false_expr`` that Devito's passes can rebuild.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> a = sympy.Symbol('a')
+    >>> Select(sympy.Gt(a, 0), a, sympy.S.Zero)
+    (a > 0) ? a : 0
+    """
+
+    def __new__(cls, cond, true_expr, false_expr, **kwargs):
+        obj = sympy.Expr.__new__(cls, cond, true_expr, false_expr)
+        obj._cond, obj._true_expr, obj._false_expr = cond, true_expr, false_expr
+        return obj
+
+    def _sympystr(self, printer):
+        return (f"(({printer._print(self.cond)}) ? {printer._print(self.true_expr)} : "
+                f"{printer._print(self.false_expr)})")
+
+    def _eval_derivative(self, s):
+        return Select(self.cond, sympy.diff(self.true_expr, s),
+                      sympy.diff(self.false_expr, s))
 
 
 def shift(expr, time=0, space=None):
@@ -82,7 +100,6 @@ def pin(expr, time, value):
     >>> pin(u.forward + v.backward + time, time, time.symbolic_max)
     time_M + u(time_M + 1, x) + v(Mod(time_M + 1, 2), x)
     """
-    from .access import access_of
     apps = {}
     for app in retrieve_functions(expr, mode='unique'):
         f = app.function
@@ -101,49 +118,32 @@ def pin(expr, time, value):
     return expr.xreplace(apps).xreplace({time: value})
 
 
-@dataclass(frozen=True)
-class Term:
-    """One gathered contribution to an adjoint point.
+_FINITE_HEADS = (sympy.Add, sympy.Mul, sympy.Max, sympy.Min, sympy.Abs, sympy.sign,
+                 sympy.Heaviside, sympy.sin, sympy.cos, sympy.Piecewise,
+                 sympy.Tuple, sympy.logic.boolalg.Boolean, Select)
 
-    Attributes
-    ----------
-    expr : sympy.Expr
-        ``D(q - o) * yb(q - o)``, evaluated at the adjoint's own point.
-    step : int or None
-        The primal step it comes from, relative to the loop counter.
-    shift : tuple of int
-        The primal point it comes from, relative to the adjoint point (``-o``).
-    statement : Statement
-        The primal statement it reverses.
+
+def finite(expr):
+    """Whether ``expr`` is finite wherever the fields it reads hold finite values.
+
+    The operations allowed on field values are those that cannot overflow or divide
+    by zero: sums, products, non-negative integer powers, ``Max``, ``Min``, ``Abs``,
+    steps, ``sin``, ``cos`` and selections. A subexpression that reads no field is
+    made of the user's scalars (``dt``, a ``Constant``) and is taken as finite. So
+    ``1/m`` is not finite (a zero halo gives ``inf``), ``m**2 * u`` is.
+
+    Examples
+    --------
+    >>> from devito import Function, Grid
+    >>> m = Function(name='m', grid=Grid(shape=(4,)))
+    >>> finite(sympy.Max(m, 0) * m**2 + 3), finite(1 / m)
+    (True, False)
     """
-
-    expr: sympy.Expr
-    step: int | None
-    shift: tuple
-    statement: object
-
-
-def reverse(statement, access, partial, seed, level=None):
-    """Gather the contribution of ``access`` in ``statement`` to the adjoint point.
-
-    Parameters
-    ----------
-    statement : Statement
-    access : Access
-        The read being reversed, ``g[t + s, p + o]``.
-    partial : sympy.Expr
-        ``dR/dg[t + s, p + o]`` at the primal point.
-    seed : sympy.Expr
-        The adjoint of the statement's left-hand side at the primal point.
-    level : int, optional
-        The adjoint level ``r`` being written (``gb[t + r]``); ``None`` in time-free
-        programs and for time-free targets.
-    """
-    step = None
-    if statement.is_timed:
-        step = (level if level is not None else access.level) - access.level
-    back = {d: -o for d, o in zip(access.field.space_dimensions, access.space,
-                                  strict=True)}
-    expr = shift(partial * seed, time=step or 0, space=back)
-    grid = statement.write.field.grid
-    return Term(expr, step, tuple(back.get(d, 0) for d in grid.dimensions), statement)
+    if not retrieve_functions(expr) or isinstance(expr, AbstractFunction):
+        return True
+    if isinstance(expr, sympy.Pow):
+        exponent = expr.exp
+        return exponent.is_Integer and exponent >= 0 and finite(expr.base)
+    if isinstance(expr, _FINITE_HEADS) or getattr(expr, 'is_Relational', False):
+        return all(finite(a) for a in expr.args)
+    return False

@@ -1,0 +1,188 @@
+"""Workarounds for Devito 4.8.23, each named after the Devito behaviour it works around.
+
+They apply only while an adjoint is derived or its Operator built, never to the rest
+of the user's process: the patches of Devito's classes are context managers, and the
+rest rewrite the adjoint's own equations or Operator arguments.
+
+* :func:`openmp_chunks_of_one`: Devito asks for ``schedule(static,1)`` on every
+  statically scheduled loop;
+* :func:`sympy_subdomain_bounds`: Devito compares every grid index with a SubDomain's
+  bounds as sympy numbers;
+* :func:`dynamic_schedule_above_work`: Devito switches to dynamic scheduling above an
+  operation count per iteration;
+* :func:`hoisted_halo_exchanges`: Devito's placement of halo exchanges fails on
+  adjoint operators under MPI;
+* :func:`halo_exchange_over_time`: Devito exchanges a TimeFunction's halo over its
+  whole time extent outside the time loop.
+
+:func:`build` builds an adjoint's Operator with the ones that concern building.
+"""
+
+from contextlib import contextmanager
+
+import numpy as np
+import sympy
+from devito import Eq, Function, Operator, TimeFunction, configuration
+from devito.ir.iet import FindNodes, Iteration
+from devito.mpi import distributed
+from devito.symbolics import retrieve_functions
+
+from .fields import several_ranks
+from .ir.access import access_of, at_offsets
+from .ir.names import current
+
+__all__ = ['build', 'openmp_chunks_of_one', 'sympy_subdomain_bounds',
+           'dynamic_schedule_above_work', 'hoisted_halo_exchanges',
+           'halo_exchange_over_time']
+
+
+def build(eqs, **kwargs):
+    """``devito.Operator(eqs, **kwargs)`` with the adjoint's OpenMP schedule: static
+    (:func:`dynamic_schedule_above_work`), one contiguous block per thread for a lone
+    loop (:func:`openmp_chunks_of_one`)."""
+    with openmp_chunks_of_one():
+        return Operator(eqs, **dynamic_schedule_above_work(kwargs))
+
+
+@contextmanager
+def openmp_chunks_of_one():
+    """Within the block, a statically scheduled OpenMP loop that is also the innermost
+    loop gives each thread one contiguous block: ``schedule(static)``.
+
+    Devito 4.8.23 always asks for chunks of one iteration, ``schedule(static,1)``. On
+    the outer loop of a 2D or 3D nest that hands out whole rows, but on a lone 1D loop
+    it interleaves the threads point by point and leaves each thread a loop of one
+    iteration per chunk, which the compiler cannot vectorise. The 1D Burgers adjoint
+    with a buffered adjoint field ran 2.2x slower for it at one thread and 3.6x at two.
+    Loops over the thin strips at a dimension's edges (left and right SubDimensions,
+    a few points) keep Devito's chunks: vectorising them would only lengthen the
+    compile (1D Burgers adjoint: 1.0 s instead of 0.3-0.4 s).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from devito import Eq, Grid, Operator, TimeFunction
+    >>> u = TimeFunction(name='u', grid=Grid(shape=(64,)))
+    >>> opt = ('advanced', {'openmp': True, 'par-dynamic-work': np.inf})
+    >>> with openmp_chunks_of_one():
+    ...     op = Operator(Eq(u.forward, u + 1), opt=opt)
+    >>> 'omp for schedule(static)' in str(op)
+    True
+    """
+    from devito.passes.iet.languages.openmp import OmpIteration
+
+    original = OmpIteration.__dict__['_make_clauses']
+
+    def clauses(cls, nodes=(), dimension=None, **kwargs):
+        made = original.__func__(cls, nodes=nodes, dimension=dimension, **kwargs)
+        if FindNodes(Iteration).visit(nodes) or _edge_strip(dimension):
+            return made
+        return ['schedule(static)' if c == 'schedule(static,1)' else c for c in made]
+
+    OmpIteration._make_clauses = classmethod(clauses)
+    try:
+        yield
+    finally:
+        OmpIteration._make_clauses = original
+
+
+def _edge_strip(dimension):
+    """Whether ``dimension`` is a left or right SubDimension (a strip at an edge)."""
+    return any(getattr(dimension, side, False) for side in ('is_left', 'is_right'))
+
+
+@contextmanager
+def sympy_subdomain_bounds():
+    """Within the block, Devito hands a SubDomain's bounds to its ``SubDistributor``
+    as Python integers.
+
+    Devito 4.8.23 builds a SubDomain's decomposition by comparing every global index
+    of each dimension with the SubDomain's bounds, which are sympy numbers: an
+    object-array comparison, two sympy calls per grid index (18 s for the three boxes
+    of a 1e6-point 1D grid). The bounds are integers, and as Python integers the
+    comparison is numpy's. Only the SubDomains built inside the block are affected.
+    """
+    original = distributed._interval_bounds
+
+    def bounds(interval):
+        return tuple(int(b) if isinstance(b, sympy.Integer) else b
+                     for b in original(interval))
+
+    distributed._interval_bounds = bounds
+    try:
+        yield
+    finally:
+        distributed._interval_bounds = original
+
+
+def dynamic_schedule_above_work(kwargs):
+    """Ask Devito for static OpenMP scheduling unless the caller chose otherwise.
+
+    Devito switches to ``schedule(dynamic, 1)`` above an operation count per
+    iteration; adjoint stencils count more operations than their primal (guards, step
+    factors) but their work per point is just as uniform, and dynamic scheduling of a
+    long 1D loop costs an order of magnitude. Returns the Operator's keyword
+    arguments with that choice.
+    """
+    from devito.arch import Device, platform_registry
+    platform = kwargs.get('platform') or configuration['platform']
+    if isinstance(platform_registry.get(platform, platform), Device):
+        return kwargs  # GPUs always schedule statically
+    opt = kwargs.get('opt', configuration['opt'])
+    mode, options = (opt, {}) if isinstance(opt, str) else (opt[0], dict(opt[1]))
+    if mode.startswith('advanced') and 'par-dynamic-work' not in options:
+        options['par-dynamic-work'] = np.inf
+        kwargs = dict(kwargs, opt=(mode, options))
+    return kwargs
+
+
+def hoisted_halo_exchanges(kwargs):
+    """Under MPI, keep Devito's halo exchanges where the adjoint reads them.
+
+    Devito 4.8.23 optimises the placement of halo exchanges (``opt-comms``:
+    ``optimize_halospots`` merges and hoists them). On adjoint operators this fails
+    in two ways: with ``DEVITO_MPI=overlap``, ``overlap2`` or ``full`` the build stops
+    (``AssertionError`` in ``create_call_graph``; one level assigned on the core and
+    shell SubDomains is enough), and in every mode the exchange of a saved level
+    ``ub[time + 1]`` can be hoisted before the time loop with its index ``time + 1``
+    (C error ``'time' undeclared``). ``opt-comms=False`` avoids both, unless the
+    caller chose. Returns the Operator's keyword arguments with that choice.
+    """
+    if not configuration['mpi']:
+        return kwargs
+    opt = kwargs.get('opt', configuration['opt'])
+    mode, options = (opt, {}) if isinstance(opt, str) else (opt[0], dict(opt[1]))
+    options.setdefault('opt-comms', False)
+    return dict(kwargs, opt=(mode, options))
+
+
+def halo_exchange_over_time(expr, grid):
+    """Read the time levels ``expr`` reads at neighbouring points through copies.
+
+    An update that runs once, before or after the time loop, writes one level of an
+    adjoint TimeFunction and reads another level of it at neighbouring points. Under
+    MPI, Devito 4.8.23 then exchanges the TimeFunction's halo over its whole time
+    extent outside the loop, which only ``DEVITO_MPI=basic`` generates (``diag2``,
+    ``overlap2`` and ``full`` fail to build the exchange, ``diag`` and ``overlap`` to
+    compile it). A pointwise copy of the level into a time-free ``Function`` reads no
+    halo, and the copy's halo exchange works in every mode.
+
+    Returns the copy equations and ``expr`` reading the copies; serially (one rank)
+    no copies and ``expr`` itself, so the run needs no extra array.
+    """
+    if not several_ranks(grid):
+        return [], expr
+    copies, mapping = {}, {}
+    for app in retrieve_functions(expr, mode='unique'):
+        f = app.function
+        if not isinstance(f, TimeFunction):
+            continue
+        a = access_of(app)
+        if not any(a.space):
+            continue
+        if (f, a.time) not in copies:
+            c = Function(name=current().name(f'{f.name}_l', 'temporary'), grid=grid,
+                         space_order=f.space_order, dtype=f.dtype)
+            copies[(f, a.time)] = (c, Eq(c, at_offsets(f, time=a.time)))
+        mapping[app] = at_offsets(copies[(f, a.time)][0], space=a.space)
+    return [eq for _, eq in copies.values()], expr.xreplace(mapping)
