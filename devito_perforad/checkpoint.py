@@ -15,7 +15,7 @@ but the one the primal step at counter ``time_m + i`` is about to overwrite.
 """
 
 import numpy as np
-from devito import Operator, TimeFunction
+from devito import CheckpointOperator, Operator, TimeFunction
 
 from .checks import check_inputs, check_operator_kwargs, check_options
 from .derive import derive
@@ -98,8 +98,7 @@ class CheckpointedAdjoint:
         pyrevolve.Revolver
             The Revolve schedule that ran (its ``profiler`` holds the timings).
         """
-        from devito import CheckpointOperator
-        from pyrevolve import Revolver
+        from pyrevolve import Revolver  # optional: only checkpointing needs it
         args = self.forward.arguments(**kwargs)
         first, last = args['time_m'], args['time_M']
         kwargs = dict(kwargs, time_m=first, time_M=last)

@@ -49,8 +49,8 @@ from .ir.access import access_of, analyse, space_offsets
 from .levels import written_levels
 
 __all__ = ['check_inputs', 'check_options', 'check_operator_kwargs', 'check_halos',
-           'check_program', 'check_injections', 'check_time_free', 'check_primal_values',
-           'check_window', 'check_sparse_reads', 'check_buffers']
+           'check_time_free', 'check_primal_values', 'check_window',
+           'check_sparse_reads', 'check_buffers']
 
 
 def check_inputs(expressions, adjoints, subs=None, what='adjoints'):
@@ -377,10 +377,7 @@ def check_program(program, adjoints):
     """
     timed = any(s.is_timed for s in program)
     writers = _writers(program)
-    top_level = defaultdict(lambda: None)
-    for (f, level), _ in writers.items():
-        if level is not None:
-            top_level[f] = level if top_level[f] is None else max(top_level[f], level)
+    top_level = written_levels(program)
     for i, s in enumerate(program):
         w = s.write
         if any(w.space):
@@ -410,8 +407,7 @@ def check_program(program, adjoints):
                               f"{'' if later[0] == i else 'before it is written'} in the "
                               "same step; the adjoint of in-place updates is not "
                               "supported. Write to a separate field or time level.")
-            if (a.time is not None and top_level[a.field] is not None
-                    and a.time > top_level[a.field]):
+            if a.time is not None and a.time > top_level.get(a.field, a.time):
                 raise located(s.eq, a.field, f"`{a.expr}` reads a time level above the "
                                              "highest level the program writes.")
     # Derivatives flow through every field computed from an active one.

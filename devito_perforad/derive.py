@@ -57,7 +57,7 @@ from .region import guarded
 from .rules import RULES
 from .schedule import Step, Update, once, order, pin_sparse
 
-__all__ = ['derive', 'FORMS']
+__all__ = ['derive']
 
 log = logging.getLogger('devito_perforad')
 

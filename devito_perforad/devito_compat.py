@@ -23,8 +23,10 @@ from contextlib import contextmanager
 import numpy as np
 import sympy
 from devito import Eq, Function, Operator, TimeFunction, configuration
+from devito.arch import Device, platform_registry
 from devito.ir.iet import FindNodes, Iteration
 from devito.mpi import distributed
+from devito.passes.iet.languages.openmp import OmpIteration
 from devito.symbolics import retrieve_functions
 
 from .fields import several_ranks
@@ -69,8 +71,6 @@ def openmp_chunks_of_one():
     >>> 'omp for schedule(static)' in str(op)
     True
     """
-    from devito.passes.iet.languages.openmp import OmpIteration
-
     original = OmpIteration.__dict__['_make_clauses']
 
     def clauses(cls, nodes=(), dimension=None, **kwargs):
@@ -124,7 +124,6 @@ def dynamic_schedule_above_work(kwargs):
     long 1D loop costs an order of magnitude. Returns the Operator's keyword
     arguments with that choice.
     """
-    from devito.arch import Device, platform_registry
     platform = kwargs.get('platform') or configuration['platform']
     if isinstance(platform_registry.get(platform, platform), Device):
         return kwargs  # GPUs always schedule statically

@@ -33,9 +33,8 @@ from .ir.access import access_of
 from .ir.names import current
 from .ir.symbolic import Select, finite
 
-__all__ = ['space_conditions', 'time_conditions', 'guarded', 'subdomain_bounds',
-           'domain_bounds', 'vanishes_outside', 'covers_domain', 'run_range',
-           'run_edge', 'needs_no_edge_guard']
+__all__ = ['space_conditions', 'time_conditions', 'guarded', 'domain_bounds',
+           'covers_domain', 'run_range', 'run_edge', 'needs_no_edge_guard']
 
 
 def domain_bounds(grid, d):

@@ -20,7 +20,7 @@ from .ir.symbolic import Select, pin
 from .passes.core_shell import updates
 from .region import run_edge
 
-__all__ = ['Update', 'order', 'Step', 'once', 'on_counters', 'pin_sparse']
+__all__ = ['Update', 'order', 'Step', 'once', 'pin_sparse']
 
 
 @dataclass(frozen=True)

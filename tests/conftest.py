@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from devito import Function, Grid, Operator, TimeFunction, configuration
+from devito import Function, Grid, Operator, SubDomain, TimeFunction, configuration
 
 from devito_perforad import AdjointOperator
 
@@ -123,7 +123,22 @@ def time_inputs(u, first, last):
     return levels
 
 
-__all__ = ['make_grid', 'positive', 'dot_test', 'fd_test', 'time_inputs', 'DTYPE',
+class Box(SubDomain):
+    """A SubDomain given by one ``define`` spec per dimension."""
+
+    name = 'box'
+
+    def __init__(self, spec, **kwargs):
+        self.spec = spec
+        super().__init__(**kwargs)
+
+    def define(self, dimensions):
+        return dict(zip(dimensions, [s if s is not None else d
+                                     for s, d in zip(self.spec, dimensions, strict=True)],
+                        strict=True))
+
+
+__all__ = ['Box', 'make_grid', 'positive', 'dot_test', 'fd_test', 'time_inputs', 'DTYPE',
            'Function', 'TimeFunction']
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import sympy
-from conftest import dot_test, make_grid, positive, time_inputs
-from devito import Eq, Function, Operator, SubDomain, TimeFunction
+from conftest import Box, dot_test, make_grid, positive, time_inputs
+from devito import Eq, Function, Operator, TimeFunction
 
 from devito_perforad import AdjointError, AdjointOperator, adjoint, adjoint_function
 from devito_perforad.ir.symbolic import Select, finite
@@ -12,21 +12,6 @@ from devito_perforad.passes.core_shell import domain_edge
 from devito_perforad.region import space_conditions, time_conditions
 
 TOL = 1e-12
-
-
-class Box(SubDomain):
-    """A SubDomain given by one ``define`` spec per dimension."""
-
-    name = 'box'
-
-    def __init__(self, spec, **kwargs):
-        self.spec = spec
-        super().__init__(**kwargs)
-
-    def define(self, dimensions):
-        return dict(zip(dimensions, [s if s is not None else d
-                                     for s, d in zip(self.spec, dimensions, strict=True)],
-                        strict=True))
 
 
 def test_zero_halo_denominator_stays_finite(rng):
@@ -179,46 +164,3 @@ def test_adjoint_operator_is_a_devito_operator():
     u = TimeFunction(name='u', grid=grid, space_order=2)
     op = AdjointOperator([Eq(u.forward, u + u.dx2)], {u: adjoint_function(u)})
     assert isinstance(op, Operator) and op.name == 'Adjoint'
-
-
-def test_core_and_shell_boxes_decompose_like_devito():
-    """``core_shell.Box`` builds its SubDomain with integer bounds (Devito's own compares
-    every grid index with sympy numbers): the decomposition is Devito's, the patch is
-    gone after the build, and a large grid's boxes cost no per-index sympy work."""
-    import sys
-
-    import sympy
-    from devito import Grid
-    from devito.mpi import distributed
-
-    from devito_perforad import devito_compat
-    from devito_perforad.passes import core_shell
-
-    original = distributed._interval_bounds
-    grid = Grid(shape=(40, 30))
-    spec = (('middle', 2, 3), ('right', 4))
-    ours = core_shell.Box('core_test', spec, grid)
-    devitos = Box(spec, grid=grid)  # this module's SubDomain: Devito's own path
-    assert distributed._interval_bounds is original
-    for a, b in zip(ours.distributor._decomposition, devitos.distributor._decomposition,
-                    strict=True):
-        assert [list(p) for p in a] == [list(p) for p in b]
-    with devito_compat.sympy_subdomain_bounds():
-        interval = ours.dimensions[0]._interval.subs(
-            {t: t.value for t in ours.dimensions[0].thickness})
-        interval = interval.subs({grid.dimensions[0].symbolic_min: 0,
-                                  grid.dimensions[0].symbolic_max: 39})
-        bounds = distributed._interval_bounds(interval)
-    assert bounds == (2, 36) and all(type(b) is int for b in bounds)
-    assert isinstance(original(interval)[0], sympy.Integer)  # what Devito compares
-
-    # sympify calls while building a box on a 20000-point grid: Devito's path makes
-    # four per grid index (81654 here with Devito 4.8.23), ours a few hundred
-    module, calls = sys.modules['sympy.core.sympify'], []
-    sympify = module.sympify
-    try:
-        module.sympify = lambda *a, **k: calls.append(1) or sympify(*a, **k)
-        core_shell.Box('core_big', (('middle', 1, 1),), Grid(shape=(20_000,)))
-    finally:
-        module.sympify = sympify
-    assert len(calls) < 2000, len(calls)

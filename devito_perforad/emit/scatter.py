@@ -39,7 +39,7 @@ from devito import Eq, Inc
 from ..ir.access import access_of, at_offsets
 from ..ir.symbolic import Select, shift
 
-__all__ = ['Scatter', 'scatter', 'scatter_level']
+__all__ = ['Scatter']
 
 
 class Scatter:

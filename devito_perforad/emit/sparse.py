@@ -11,7 +11,7 @@ from ..ir.access import at_offsets
 from ..ir.symbolic import Select
 from ..region import domain_bounds
 
-__all__ = ['operation', 'inject_inside']
+__all__ = ['operation']
 
 
 def operation(contribution, adjoints):

@@ -24,7 +24,7 @@ from ..devito_compat import sympy_subdomain_bounds
 from ..ir.names import current
 from ..region import guarded
 
-__all__ = ['updates', 'split', 'unguarded', 'domain_edge', 'Box']
+__all__ = ['updates', 'split', 'domain_edge', 'Box']
 
 
 def updates(lhs, keep, terms, grid, scale=sympy.S.One):
