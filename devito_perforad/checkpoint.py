@@ -17,10 +17,14 @@ but the one the primal step at counter ``time_m + i`` is about to overwrite.
 import numpy as np
 from devito import CheckpointOperator, Operator, TimeFunction
 
-from .checks import check_inputs, check_operator_kwargs, check_options
+from .checks import (
+    check_checkpointed,
+    check_inputs,
+    check_operator_kwargs,
+    check_options,
+)
 from .derive import derive
 from .devito_compat import build
-from .errors import AdjointError
 from .fields import is_saved
 from .levels import written_levels
 
@@ -79,6 +83,7 @@ class CheckpointedAdjoint:
         check_options(checkpointing=True, n_checkpoints=n_checkpoints)
         check_operator_kwargs(kwargs, 'CheckpointedAdjoint')
         program, active = check_inputs(expressions, adjoints, kwargs.get('subs'))
+        check_checkpointed(program)
         self.states = _states(program)
         self.n_checkpoints = n_checkpoints
         self.forward = Operator(expressions, **kwargs)
@@ -117,14 +122,8 @@ class CheckpointedAdjoint:
 
 def _states(program):
     """The buffered TimeFunctions the primal writes, with the level each step writes."""
-    top = {f: level for f, level in written_levels(program).items()
-           if isinstance(f, TimeFunction) and not is_saved(f)}
-    if not top:
-        raise AdjointError("Checkpointing needs a primal that steps buffered "
-                           "TimeFunctions (without save=nt).")
-    if len({f.dtype for f in top}) > 1:
-        raise AdjointError("Checkpointed TimeFunctions must share one dtype.")
-    return top
+    return {f: level for f, level in written_levels(program).items()
+            if isinstance(f, TimeFunction) and not is_saved(f)}
 
 
 class _Snapshots:

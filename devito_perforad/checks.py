@@ -46,11 +46,11 @@ from devito.types.basic import AbstractFunction
 from .errors import AdjointError, check_field, describe, located, short
 from .fields import is_saved, several_ranks
 from .ir.access import access_of, analyse, space_offsets
-from .levels import written_levels
+from .levels import Levels, written_levels
 
 __all__ = ['check_inputs', 'check_options', 'check_operator_kwargs', 'check_halos',
            'check_time_free', 'check_primal_values', 'check_window',
-           'check_sparse_reads', 'check_buffers']
+           'check_sparse_reads', 'check_buffers', 'check_checkpointed']
 
 
 def check_inputs(expressions, adjoints, subs=None, what='adjoints'):
@@ -519,14 +519,9 @@ def check_sparse_reads(active, derivs, levels):
 
 
 def check_buffers(updates, adjoints):
-    """A buffered adjoint must fit all the levels one counter touches."""
-    span = defaultdict(set)
-    for n in updates:
-        if n.level is not None:
-            span[n.target].add(n.level)
-        for f, level in n.reads:
-            span[f].add(level)
-    for f, levels in span.items():
+    """A buffered adjoint must fit all the levels one counter touches
+    (:meth:`~devito_perforad.levels.Levels.span`)."""
+    for f, levels in Levels.span(updates).items():
         fb = adjoints[f]
         if isinstance(fb, TimeFunction) and not is_saved(fb):
             need = max(levels) - min(levels) + 1
@@ -579,3 +574,15 @@ def _reaches_halo(sparse):
     if several_ranks(grid):
         reaches = bool(grid.distributor.comm.allreduce(reaches, op=MPI.LOR))
     return reaches
+
+
+def check_checkpointed(program):
+    """Checkpointing recomputes the buffered TimeFunctions the primal steps: there must
+    be some, of one dtype (Revolve's snapshots are one array)."""
+    buffered = [f for f in written_levels(program)
+                if isinstance(f, TimeFunction) and not is_saved(f)]
+    if not buffered:
+        raise AdjointError("Checkpointing needs a primal that steps buffered "
+                           "TimeFunctions (without save=nt).")
+    if len({f.dtype for f in buffered}) > 1:
+        raise AdjointError("Checkpointed TimeFunctions must share one dtype.")

@@ -116,6 +116,9 @@ def _time_free(program, adjoints, form):
 
 
 def _time_loop(program, adjoints, form, checkpointed):
+    """The backward time loop: contributions from every statement, rewritten by the
+    passes, summed into one update per adjoint level and target, scheduled within the
+    counter, with what runs once pinned at the edges of the run."""
     grid = program[0].write.field.grid
     active = [s for s in program if s.write.field in adjoints]
     derivs = [partials(s, adjoints) for s in active]

@@ -110,6 +110,19 @@ class Levels:
         return ([(w, None)] + [(w + k, 'top') for k in range(1, self.high[f] - w + 1)]
                 + [(w - k, 'bottom') for k in range(1, w - self.low[f] + 1)])
 
+    @staticmethod
+    def span(updates):
+        """Per field, the levels one counter of the backward loop touches: those its
+        ``updates`` (:class:`~devito_perforad.schedule.Update`) write and the seed
+        levels they read. A buffered adjoint must hold them all at once."""
+        touched = defaultdict(set)
+        for u in updates:
+            if u.level is not None:
+                touched[u.target].add(u.level)
+            for f, level in u.reads:
+                touched[f].add(level)
+        return dict(touched)
+
     # -- seed slots ---------------------------------------------------------------
 
     def seed_where(self, f, fb, level, edge):
