@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import make_grid
 from devito import Eq, Function, Grid, TimeFunction
 
@@ -49,6 +50,7 @@ def test_same_adjoint_same_code_in_one_process():
     assert seismic_adjoint_code() == first
 
 
+@pytest.mark.slow
 def test_same_adjoint_same_code_in_two_processes():
     """A fresh process, with another hash seed, against this one, which has built
     other adjoints before (in this test or in the tests this worker ran)."""
