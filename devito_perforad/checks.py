@@ -470,11 +470,11 @@ def _check_primal_values(stmt, partial, written):
                           "recompute it by checkpointing).")
 
 
-def check_window(stmt, partial, step, program):
+def check_window(stmt, partial, step, top):
     """Raise if ``partial``, from the primal step ``step`` counters away, reads a level
     of a recomputed (buffered) TimeFunction that the buffer no longer holds right after
-    the primal step of the current counter."""
-    top = written_levels(program)
+    the primal step of the current counter (``top``: the highest level each field is
+    written at, :func:`~devito_perforad.levels.written_levels`)."""
     for app in retrieve_functions(partial, mode='unique'):
         f = app.function
         if not isinstance(f, TimeFunction) or is_saved(f) or f not in top:

@@ -47,7 +47,7 @@ from .emit.scatter import Scatter
 from .emit.sparse import operation
 from .ir.access import at_offsets
 from .ir.names import naming
-from .levels import Levels
+from .levels import Levels, written_levels
 from .passes.cancellation import cancel_parameter_terms
 from .passes.factoring import factor
 from .passes.scaling import rescale, scale_injections, scaled_seed
@@ -141,9 +141,10 @@ def _time_loop(program, adjoints, form, checkpointed):
         by_statement[id(stmt)] += RULES[stmt.kind](stmt, ds, seed, levels)
     contributions = [c for s in active for c in by_statement[id(s)]]
     if checkpointed:
+        top = written_levels(program)
         for c in contributions:
             if c.via is None:
-                check_window(c.statement, c.partial, c.step, program)
+                check_window(c.statement, c.partial, c.step, top)
     contributions = scale_injections(cancel_parameter_terms(contributions), scales)
 
     collected = {key: [] for key in _update_keys(levels, derivs)}
