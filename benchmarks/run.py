@@ -20,7 +20,9 @@ Run from the repository root::
     python benchmarks/run.py --threads 1 2 4 8    # on a larger machine
     python benchmarks/run.py --problem 3d         # 161^3 with the layer, so=8, 200 steps
     python benchmarks/run.py --problem paper      # the PerforAD paper's stencils
-    python benchmarks/run.py --problem all        # all three
+    python benchmarks/run.py --problem physics    # visco-acoustic, self-adjoint, ...
+    python benchmarks/run.py --problem physics-gradient   # their gradients
+    python benchmarks/run.py --problem all        # all of them
     python benchmarks/run.py --quick              # 2d and paper, tiny sizes (smoke test)
 
 ``--quick`` writes to a temporary directory unless ``--out`` is given. The scatter-form
@@ -53,6 +55,7 @@ from pathlib import Path
 import numpy as np
 from burgers_floor import burgers_step
 from devito import Operator, TimeFunction, configuration
+from physics import gradient_cases, physics_cases
 
 from devito_perforad import AdjointOperator, adjoint_function
 from devito_perforad.devito_compat import openmp_chunks_of_one
@@ -64,13 +67,18 @@ PROBLEMS = {
     '2d': dict(shape=(801, 801), nbl=20, so=8, nt=1350),
     '3d': dict(shape=(141, 141, 141), nbl=10, so=8, nt=200),  # 161^3 with the layer
     'paper': dict(shape=(4_000_000,), n3d=160, nt=100),  # 1D sizes, 3D wave n3d^3
+    'physics': dict(shape=(2401, 2401), nbl=40, so=8, nt=60),  # 24.6 MB per field
+    'physics-gradient': dict(shape=(2401, 2401), nbl=40, so=8, nt=40),  # saved: 1 GB
 }
 QUICK = {
     '2d': dict(shape=(41, 41), nbl=10, so=8, nt=30),
     '3d': dict(shape=(13, 13, 13), nbl=4, so=8, nt=10),
     'paper': dict(shape=(4000,), n3d=12, nt=10),
+    'physics': dict(shape=(21, 21), nbl=6, so=8, nt=10),
+    'physics-gradient': dict(shape=(21, 21), nbl=6, so=8, nt=10),
 }
-OUTPUT = {'2d': 'results', '3d': 'results_3d', 'paper': 'results_paper'}
+OUTPUT = {'2d': 'results', '3d': 'results_3d', 'paper': 'results_paper',
+          'physics': 'results_physics', 'physics-gradient': 'results_physics_gradient'}
 PEERS = ('JAX forward', 'JAX gradient', 'deepwave forward', 'deepwave gradient')
 # measured in a child process each, skipped with a note where they fail (a missing
 # optional package, a crash); peers once per thread count, with the child's CPUs pinned
@@ -781,6 +789,10 @@ def summary(results, threads):
                  "Devito's gradient", 'times', n),
                 ("derived adjoint / Devito's adjoint", 'derived adjoint',
                  "Devito's adjoint", 'times', n),
+                ('derived adjoint / hand-written adjoint', 'derived adjoint',
+                 'hand-written adjoint', 'times', n),
+                ("derived gradient, every parameter / Devito's gradient",
+                 'derived gradient, vp b qp', "Devito's gradient", 'times', n),
                 ('JAX gradient / derived gradient', 'JAX gradient', 'derived gradient',
                  'times', n),
                 ('deepwave gradient / derived gradient', 'deepwave gradient',
@@ -979,6 +991,13 @@ def problem_cases(problem, spec):
     """The cases of ``problem`` at the sizes ``spec``, and the problem's label."""
     if problem == 'paper':
         return paper_cases(**spec), 'PerforAD paper stencils'
+    if problem == 'physics':
+        return ((Case(*case) for case in physics_cases(**spec)),
+                "propagators of Devito's examples.seismic")
+    if problem == 'physics-gradient':
+        return ((Case(*case) for case in gradient_cases(**spec)),
+                "gradients of Devito's examples.seismic propagators")
+
     return acoustic_cases(**spec), 'acoustic'
 
 
@@ -1029,7 +1048,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--problem', nargs='+', choices=[*PROBLEMS, 'all'],
                         help="problems to run (default: 2d; 2d and paper with "
-                        "--quick, which covers every code path; 'all' adds 3d)")
+                        "--quick, which covers every code path; 'all' adds 3d and "
+                        "physics)")
     parser.add_argument('--threads', type=int, nargs='+',
                         default=[1, min(2, os.cpu_count())])
     parser.add_argument('--repeats', type=int, default=5,

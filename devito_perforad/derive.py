@@ -46,7 +46,7 @@ from .emit.gather import Gather
 from .emit.scatter import Scatter
 from .emit.sparse import operation
 from .ir.access import at_offsets
-from .ir.names import naming
+from .ir.names import current, naming
 from .levels import Levels, written_levels
 from .passes.cancellation import cancel_parameter_terms
 from .passes.factoring import factor
@@ -130,6 +130,8 @@ def _time_loop(program, adjoints, form, checkpointed):
     scales = form.scales(levels, adjoints, grid)
     seeds = [scaled_seed(at_offsets(adjoints[s.write.field], time=s.write.time),
                          s.write.field, scales) for s in active]
+
+    flat = dict(zip(map(id, active), derivs, strict=True))
     derivs, corrections = through_saved_writes(program, active, derivs, seeds,
                                                checkpointed)
 
@@ -138,7 +140,12 @@ def _time_loop(program, adjoints, form, checkpointed):
     for c in corrections:
         by_statement[id(c.statement)].append(c)
     for stmt, ds, seed in reversed(list(zip(active, derivs, seeds, strict=True))):
-        by_statement[id(stmt)] += RULES[stmt.kind](stmt, ds, seed, levels)
+        # a parameter whose partial went through the saved write keeps it (the
+        # corrections are made for it)
+        composable = set(adjoints) - {a.field for (a, d), (_, d0)
+                                      in zip(ds, flat[id(stmt)], strict=True) if d != d0}
+        by_statement[id(stmt)] += form.compose(
+            stmt, RULES[stmt.kind](stmt, ds, seed, levels), seed, levels, composable)
     contributions = [c for s in active for c in by_statement[id(s)]]
     if checkpointed:
         top = written_levels(program)
@@ -157,7 +164,9 @@ def _time_loop(program, adjoints, form, checkpointed):
                 for h, terms in early.items()]
 
     step = Step(grid, levels)
-    eqs = rescale(scales, adjoints, time, 'top', 1)
+    # time-invariant coefficient fields (passes.factoring), computed once
+    eqs = list(current().get(('invariants',), {}).values())
+    eqs += rescale(scales, adjoints, time, 'top', 1)
     eqs += form.begin(step, updates, adjoints)
     for u in order(updates):
         if u.edge != 'top' and top:
@@ -199,7 +208,8 @@ def _emit(u, step, form, levels, scales, adjoints, grid):
     own = at_offsets(gb, time=u.level)
     if u.edge is None:
         eqs = step.reading(u.reads)
-        step.add(list(u.temps))
+        step.add([t for t in u.temps if t.lhs.function not in step.made])
+        step.made.update(t.lhs.function for t in u.temps)
     else:
         eqs = step.flush() + list(u.temps)
     if (u.level is not None or u.terms or u.contributions) \

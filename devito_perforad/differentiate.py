@@ -30,8 +30,8 @@ from devito.types.basic import AbstractFunction
 from .ir.access import access_of, at_offsets
 from .ir.symbolic import Select
 
-__all__ = ['partials', 'linearised', 'plain', 'through_write', 'pointwise_factor',
-           'cancelled']
+__all__ = ['partials', 'partials_of', 'linearised', 'plain', 'through_write',
+           'pointwise_factor', 'cancelled']
 
 
 def plain(expr):
@@ -83,21 +83,43 @@ def partials(statement, active):
         One entry per active access with a non-zero partial, evaluated at the primal
         point.
     """
-    reads = [a for a in statement.reads if a.field in active]
-    if not reads:
+    return partials_of(statement.rhs, statement.reads, active)
+
+
+def partials_of(expr, reads, active, symbols=()):
+    """Partial derivatives of ``expr`` w.r.t. its active ``reads`` (and ``symbols``).
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+    reads : list of Access
+        Every field access of ``expr``.
+    active : container of fields
+    symbols : tuple of sympy.Symbol, optional
+        Plain symbols of ``expr`` to differentiate by as well.
+
+    Returns
+    -------
+    list of (Access, sympy.Expr), or with ``symbols``, that and a list of the
+    partials by each symbol.
+    """
+    targets = [a for a in reads if a.field in active]
+    if not targets and not symbols:
         return []
     # Every field access becomes a plain symbol: devito fields define their own
     # (finite-difference) derivatives, which symbolic differentiation must not call.
-    symbols = {a.expr: sympy.Dummy(f'{a.field.name}', real=True) for a in statement.reads}
-    back = {s: e for e, s in symbols.items()}
-    rhs = plain(statement.rhs).xreplace(symbols)
+    dummies = {a.expr: sympy.Dummy(f'{a.field.name}', real=True) for a in reads}
+    back = {s: e for e, s in dummies.items()}
+    rhs = plain(expr).xreplace(dummies)
     out = []
-    for a in reads:
-        d = sympy.diff(rhs, symbols[a.expr])
+    for a in targets:
+        d = sympy.diff(rhs, dummies[a.expr])
         d = _subgradients(d).xreplace(back)
         if d != 0:
             out.append((a, d))
-    return out
+    if not symbols:
+        return out
+    return out, [_subgradients(sympy.diff(rhs, s)).xreplace(back) for s in symbols]
 
 
 def linearised(statement, partials, tangents):
@@ -162,12 +184,10 @@ def through_write(statement, access, written):
     if any(c.has(*off) for c in coefficients):
         return None  # not linear in the stencil's off-centre values
     c0 = coefficients[0]
-    fields = set(back)
-    if any(sympy.cancel(c / c0).free_symbols & fields for c in coefficients[1:]):
-        return None  # no common pointwise coefficient a(h)
     ratio = sympy.cancel(sympy.diff(c0, h) / c0)
-    if ratio == 0:
-        return None
+    if ratio == 0 or any(sympy.cancel(sympy.diff(c, h) / c - ratio) != 0
+                         for c in coefficients[1:]):
+        return None  # no common pointwise coefficient a(h): c = a(h) * g, dg/dh = 0
     base = rhs.xreplace({r: 0 for r in off})
     rewritten = sympy.diff(base, h) + ratio * (sympy.Dummy('y') - base)
     y = rewritten.free_symbols - set(back) - rhs.free_symbols

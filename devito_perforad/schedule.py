@@ -127,6 +127,7 @@ class Step:
         self.grid, self.time, self.levels = grid, levels.time, levels
         self.seeds = {}  # (field, level) -> (array set aside, counter condition)
         self.updates, self.after, self.pending = [], [], set()
+        self.made = set()  # temporaries computed in this counter so far
 
     def set_aside(self, field, gb, level):
         """Set aside the seed of ``gb`` at ``level`` where it is one at the run's first

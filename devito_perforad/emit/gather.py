@@ -11,10 +11,12 @@ the time shift of the gradient's terms, and seeds set aside
 from collections import defaultdict
 
 from ..ir.access import at_offsets
+from ..passes.composition import compose
 from ..passes.core_shell import updates
 from ..passes.scaling import scales
 from ..passes.time_shift import shift_parameter_terms
 from ..region import needs_no_edge_guard, space_conditions
+from ..rules.stencil import transpose
 
 __all__ = ['Gather']
 
@@ -34,6 +36,11 @@ class Gather:
         if checkpointed:
             return updates, {}, [], []
         return shift_parameter_terms(updates, adjoints, levels)
+
+    def compose(self, statement, contributions, seed, levels, active):
+        """Nested derivatives reversed as compositions
+        (:mod:`devito_perforad.passes.composition`)."""
+        return compose(statement, contributions, seed, levels, active, transpose)
 
     def factors(self, edge):
         """Whether an update at ``edge`` is factored: always."""

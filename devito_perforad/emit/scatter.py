@@ -56,6 +56,10 @@ class Scatter:
     def shift_time(self, updates, adjoints, levels, checkpointed):
         return updates, {}, [], []
 
+    def compose(self, statement, contributions, seed, levels, active):
+        """Nested derivatives stay flat."""
+        return contributions
+
     def factors(self, edge):
         """Whether an update at ``edge`` is factored: only those at an edge."""
         return edge is not None

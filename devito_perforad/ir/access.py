@@ -27,6 +27,7 @@ from devito.types import Dimension, SparseFunction
 from devito.types.basic import AbstractFunction
 
 from ..errors import AdjointError, describe, located
+from .composition import compositions
 
 __all__ = ['Access', 'Statement', 'analyse', 'access_of', 'space_offsets', 'at_offsets']
 
@@ -83,6 +84,12 @@ class Statement:
         each point of ``S``) or ``S.interpolate(expr)`` (``S = sum w * expr``).
     sparse : devito.SparseFunction or None
         The sparse function whose points a sparse operation visits.
+    lifted : sympy.Expr or None
+        The right-hand side with each nested derivative replaced by the symbol of its
+        :class:`~devito_perforad.ir.composition.Composition` (``rhs`` where there is
+        none).
+    compositions : tuple of Composition
+        The nested derivatives of a dense statement (:mod:`.composition`).
     """
 
     eq: Eq
@@ -93,6 +100,8 @@ class Statement:
     subdomain: object
     kind: str = 'update'
     sparse: object = None
+    lifted: sympy.Expr = None
+    compositions: tuple = ()
 
     @property
     def is_dense(self):
@@ -237,9 +246,12 @@ def _statement(eq, subs):
             raise located(eq, f, "a sparse function inside a dense equation; use "
                                  "S.inject(...) or S.interpolate(...).")
     increment = isinstance(eq, Inc)
+    lifted, composed = compositions(eq.rhs, rhs, lhs.function.grid, _evaluated,
+                                    lambda e: substitute(e, subs))
     return Statement(eq, access_of(lhs, eq), rhs, reads, increment,
                      getattr(evaluated, 'subdomain', None),
-                     'increment' if increment else 'update')
+                     'increment' if increment else 'update', lifted=lifted,
+                     compositions=composed)
 
 
 def analyse(expressions, subs=None):

@@ -35,7 +35,50 @@ from devito.symbolics import retrieve_functions
 
 from .symbolic import shift as moved
 
-__all__ = ['Contribution']
+__all__ = ['Contribution', 'Chain']
+
+
+@dataclass(frozen=True)
+class Chain:
+    """How a contribution reverses a nested derivative ``N = sum_k w_k E(x + o_k)``
+    (:class:`~devito_perforad.ir.composition.Composition`) of its statement: the
+    inner partial ``dE/dg``, times the outer derivative's transpose gathered from
+    ``pointwise``, the seed times ``dR/dN``.
+
+    Attributes
+    ----------
+    key : tuple
+        The composition's outer weights and offsets, and its inner expression:
+        contributions with equal keys gather from one sum of their seeds.
+    source : tuple
+        The statement and composition it comes from.
+    pointwise : sympy.Expr
+        ``dR/dN * yb``, at the primal point.
+    partial : sympy.Expr
+        ``dE/dg``, at the point the inner expression is evaluated.
+    transposed : callable or None
+        ``transposed(z)``: the outer derivative's transpose applied to the field
+        ``z``, unevaluated (a Devito derivative), where Devito's own transpose
+        reproduces ``outer`` and the inner expression splits into terms; ``None``
+        otherwise.
+    index : int
+        The inner expression's term the read belongs to.
+    term : Term or None
+        That term (:class:`~devito_perforad.ir.composition.Term`).
+    """
+
+    key: tuple
+    source: tuple
+    pointwise: sympy.Expr
+    partial: sympy.Expr
+    transposed: object = None
+    index: int = 0
+    term: object = None
+
+    @property
+    def outer(self):
+        """The outer derivative's ``(weight, offsets)`` pairs."""
+        return self.key[0]
 
 
 @dataclass(frozen=True)
@@ -75,6 +118,10 @@ class Contribution:
         The sparse function that operation runs over.
     partial : sympy.Expr or None
         ``dR/dg`` alone (the coefficient without its seed).
+    chain : Chain or None
+        Set where the contribution reverses a nested derivative
+        (:mod:`devito_perforad.passes.composition`): ``coefficient`` is then the
+        inner partial times the gathered outer derivative of the seed.
     """
 
     target: object
@@ -90,6 +137,7 @@ class Contribution:
     via: str | None = None
     sparse: object = None
     partial: sympy.Expr | None = None
+    chain: object = None
 
     @property
     def gathered(self):

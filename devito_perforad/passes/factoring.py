@@ -19,6 +19,7 @@ from ..ir.access import at_offsets
 from ..ir.names import current
 from ..ir.symbolic import Select, shift
 from ..region import covers_domain, needs_no_edge_guard, space_conditions
+from .composition import composed_gathers
 
 __all__ = ['factor']
 
@@ -46,7 +47,12 @@ def factor(contributions, target, edge, grid, adjoints):
     temps, terms = [], []
     groups = defaultdict(list)
     scaled = defaultdict(list)  # step factor -> its terms, multiplied once
+    composed = []
     for c in contributions:
+        if c.chain is not None and edge is None and (c.finite_at_every_step
+                                                      or not c.conditions):
+            composed.append(c)
+            continue
         if not (c.finite_at_every_step and edge is None):
             groups[id(c)].append((*_coefficient(c.coefficient, grid), c))
             continue
@@ -85,6 +91,10 @@ def factor(contributions, target, edge, grid, adjoints):
             terms.append((conditions, coeff * at_offsets(z, space=c.shift)))
     for factor, group in scaled.items():
         terms += _factored(factor, group)
+    if composed:
+        eqs, gathers = composed_gathers(composed, target, grid, adjoints)
+        temps += eqs
+        terms += gathers
     return temps, terms
 
 

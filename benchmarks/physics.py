@@ -1,0 +1,220 @@
+"""The ``physics`` problem of ``run.py``: the propagators of Devito's ``examples.seismic``
+with nested derivatives, each in a group of its own.
+
+Per physics: Devito's forward operator (the primal, its expressions built by Devito's
+own stencil functions, nothing copied), the adjoint derived from those expressions,
+and Devito's hand-written adjoint operator where there is one:
+
+- visco-acoustic SLS, KV and Maxwell at time order 2 (``viscoacoustic.operators``);
+- the self-adjoint variable-density iso model (``self_adjoint.operators``);
+- a variable-density acoustic ``(b*u.dx).dx + (b*u.dy).dy``: Devito has no adjoint of
+  it; the derived adjoint is compared with its primal and with the same adjoint
+  stencil written by hand (``D^T(b D^T(c ub))`` with Devito's transposed
+  derivatives), a speed reference.
+"""
+
+import numpy as np
+from devito import NODE, Eq, Operator, TimeFunction
+
+from devito_perforad import AdjointOperator, adjoint_function
+
+__all__ = ['physics_cases', 'gradient_cases', 'visco_problem', 'self_adjoint_problem',
+           'variable_density_problem', 'PARAMETERS']
+
+PARAMETERS = {'sls': ('vp', 'b', 'qp'), 'kv': ('vp', 'b', 'qp'),
+              'maxwell': ('vp', 'b', 'qp'), 'self-adjoint': ('vp', 'b'),
+              'variable density': ('vp', 'b')}
+
+def _geometry(model, nt):
+    from examples.seismic import AcquisitionGeometry
+    extent = [(n - 1) * h for n, h in zip(model.shape, model.spacing, strict=True)]
+    src = np.array([[extent[0] / 2, 20.0]])
+    rec = np.zeros((model.shape[0], 2))
+    rec[:, 0] = np.linspace(0, extent[0], model.shape[0])
+    rec[:, 1] = 30.0
+    return AcquisitionGeometry(model, rec, src, 0.0, (nt - 1) * model.critical_dt,
+                               f0=0.010, src_type='Ricker')
+
+
+def visco_problem(kernel, shape, nbl, so, nt, dtype=np.float32, save=False):
+    """Devito's visco-acoustic model and forward expressions (time order 2), the
+    wavefields saved at every step with ``save``.
+
+    Returns
+    -------
+    model, geometry, expressions, adjoints, devito_adjoint
+        ``adjoints`` maps every field of the expressions to a new adjoint field;
+        ``devito_adjoint()`` builds Devito's hand-written adjoint Operator (its
+        gradient operator with ``save``).
+    """
+    from examples.seismic.viscoacoustic import operators
+
+    from examples.seismic import demo_model
+
+    model = demo_model('layers-viscoacoustic', space_order=so, shape=shape, nbl=nbl,
+                       dtype=dtype, spacing=(10.0,) * len(shape))
+    geometry = _geometry(model, nt)
+    p = TimeFunction(name='p', grid=model.grid, time_order=2, space_order=so,
+                     staggered=NODE, save=geometry.nt if save else None)
+    eqn = operators.kernels[kernel](model, geometry, p, save=save)
+    src, rec = operators.src_rec(p, model, geometry)
+    expressions = eqn + [src, rec]
+    adjoints = _adjoints(eqn, [src, rec])
+
+    def devito_adjoint():
+        if save:  # its hand-written jacobian_adjoint (GradientOperator)
+            return operators.GradientOperator(model, geometry, space_order=so,
+                                              kernel=kernel, time_order=2, save=True)
+        return operators.AdjointOperator(model, geometry, space_order=so, kernel=kernel,
+                                         time_order=2)
+    return model, geometry, expressions, adjoints, devito_adjoint
+
+
+def self_adjoint_problem(shape, nbl, so, nt, dtype=np.float32, save=False):
+    """Devito's self-adjoint variable-density iso model (``IsoFwdOperator``'s
+    expressions), and its ``IsoAdjOperator`` (``IsoJacobianAdjOperator`` with
+    ``save``)."""
+    from examples.seismic.self_adjoint.operators import (
+        IsoAdjOperator,
+        IsoJacobianAdjOperator,
+        iso_stencil,
+    )
+    from examples.seismic.self_adjoint.utils import setup_w_over_q
+
+    from examples.seismic import SeismicModel
+
+    vp = np.full(shape, 1.5, dtype=dtype)
+    vp[:, shape[1] // 2:] = 2.5
+    b = np.full(shape, 1.0, dtype=dtype)
+    b[:, shape[1] // 2:] = 1 / 2.2
+    model = SeismicModel(origin=(0.0,) * len(shape), shape=shape, vp=vp, b=b,
+                         spacing=(10.0,) * len(shape), nbl=nbl, space_order=so,
+                         dtype=dtype, bcs=lambda f, n: setup_w_over_q(
+                             f, 2 * np.pi * 0.010, 0.1, 1000.0, n, sigma=0))
+    geometry = _geometry(model, nt)
+    u = TimeFunction(name='u', grid=model.grid, time_order=2, space_order=so,
+                     save=geometry.nt if save else None)
+    t = model.grid.time_dim
+    src, rec = geometry.src, geometry.rec
+    eqn = iso_stencil(u, model, forward=True)
+    terms = [src.inject(field=u.forward, expr=src * t.spacing ** 2 * model.vp ** 2
+                        / model.b), rec.interpolate(expr=u)]
+    adjoints = _adjoints(eqn, terms)
+
+    def devito_adjoint():
+        if save:  # its hand-written jacobian_adjoint
+            return IsoJacobianAdjOperator(model, geometry, space_order=so, save=True)
+        return IsoAdjOperator(model, geometry, space_order=so)
+    return model, geometry, eqn + terms, adjoints, devito_adjoint
+
+
+def variable_density_problem(shape, nbl, so, nt, dtype=np.float32, save=False):
+    """A variable-density acoustic ``u.dt2 = vp**2 * ((b*u.dx).dx + (b*u.dy).dy)`` on
+    Devito's visco-acoustic model (its ``b``), with a damping layer; its
+    ``devito_adjoint()`` is the adjoint stencil written by hand (none with
+    ``save``)."""
+    from examples.seismic import demo_model
+    model = demo_model('layers-viscoacoustic', space_order=so, shape=shape, nbl=nbl,
+                       dtype=dtype, spacing=(10.0,) * len(shape))
+    geometry = _geometry(model, nt)
+    u = TimeFunction(name='u', grid=model.grid, time_order=2, space_order=so,
+                     save=geometry.nt if save else None)
+    s, b = model.grid.stepping_dim.spacing, model.b
+    divergence = sum((b * u.diff(d)).diff(d) for d in model.grid.dimensions)
+    eqn = [Eq(u.forward, (2 * u - (1 - model.damp) * u.backward
+                          + s ** 2 * model.vp ** 2 * divergence) / (1 + model.damp))]
+    src, rec = geometry.src, geometry.rec
+    terms = [src.inject(field=u.forward, expr=src * s ** 2 * model.vp ** 2),
+             rec.interpolate(expr=u)]
+
+    def hand_written():
+        """The adjoint's stencil written by hand with Devito's transposed derivatives,
+        ``ub[t-1] = K (2 ub - (1 - damp) ub[t+1]) + sum_d D^T(b D^T(c ub))`` with
+        ``K = 1/(1 + damp)``, ``c = dt**2 vp**2 K``: a speed reference for the
+        derived adjoint (the same work, written as a person would)."""
+        ub = TimeFunction(name='ub', grid=model.grid, time_order=2, space_order=so)
+        k = 1 / (1 + model.damp)
+        c = s ** 2 * model.vp ** 2 * k
+        gathers = sum((b * (c * ub).diff(d).T).diff(d).T for d in model.grid.dimensions)
+        srca, recb = geometry.new_src(name='srca', src_type=None), geometry.rec
+        return Operator([Eq(ub.backward, k * (2 * ub - (1 - model.damp) * ub.forward)
+                            + gathers),
+                         recb.inject(field=ub.backward, expr=recb * s ** 2
+                                     * model.vp ** 2 * k),
+                         srca.interpolate(expr=ub)],
+                        subs=model.spacing_map, name='HandWritten')
+    return (model, geometry, eqn + terms, _adjoints(eqn, terms),
+            None if save else hand_written)
+
+
+def _adjoints(eqn, terms):
+    fields = {e.lhs.function for e in eqn}
+    sparse = [t.interpolator.sfunction for t in terms]
+    adjoints = {f: adjoint_function(f) for f in sorted(fields, key=lambda f: f.name)}
+    adjoints.update({s: adjoint_function(s) for s in sparse})
+    return adjoints
+
+
+def physics_cases(shape, nbl, so, nt):
+    """Per physics: the primal, the derived adjoint and Devito's adjoint.
+
+    Yields
+    ------
+    (group, role, build, kwargs)
+        The arguments of ``run.Case``.
+    """
+    for group, make in PROBLEMS.items():
+        model, geometry, expressions, adjoints, devito_adjoint = make(
+            shape=shape, nbl=nbl, so=so, nt=nt)
+        kw = dict(subs=model.spacing_map, opt='advanced')
+        steps = dict(dt=model.critical_dt, time_m=1, time_M=geometry.nt - 2)
+        yield (group, 'primal',
+                   lambda e=expressions, kw=kw: Operator(e, name='Forward', **kw), steps)
+        yield (group, 'derived adjoint',
+                   lambda e=expressions, a=adjoints, kw=kw: AdjointOperator(e, a, **kw),
+                   steps)
+        role = ("Devito's adjoint" if group != 'variable density'
+                else 'hand-written adjoint')
+        yield (group, role, devito_adjoint, steps)
+
+
+PROBLEMS = {
+    'visco-acoustic SLS': lambda **kw: visco_problem('sls', **kw),
+    'visco-acoustic KV': lambda **kw: visco_problem('kv', **kw),
+    'visco-acoustic Maxwell': lambda **kw: visco_problem('maxwell', **kw),
+    'self-adjoint iso': self_adjoint_problem,
+    'variable density': variable_density_problem,
+}
+
+
+def gradient_cases(shape, nbl, so, nt):
+    """Per physics: the primal, the derived gradient with respect to ``vp``, the one
+    with respect to every parameter (:data:`PARAMETERS`), and Devito's hand-written
+    gradient where there is one (``vp`` only). The wavefields are saved.
+
+    Yields
+    ------
+    (group, role, build, kwargs)
+        The arguments of ``run.Case``.
+    """
+    for (group, make), params in zip(PROBLEMS.items(), PARAMETERS.values(),
+                                     strict=True):
+        model, geometry, expressions, adjoints, devito_gradient = make(
+            shape=shape, nbl=nbl, so=so, nt=nt, save=True)
+        kw = dict(subs=model.spacing_map, opt='advanced')
+        steps = dict(dt=model.critical_dt, time_m=1, time_M=geometry.nt - 2)
+        src = expressions[-2].interpolator.sfunction
+        state = {f: fb for f, fb in adjoints.items() if f is not src}
+        vp = {model.vp: adjoint_function(model.vp)}
+        every = {getattr(model, p): adjoint_function(getattr(model, p)) for p in params}
+        yield (group, 'primal',
+               lambda e=expressions, kw=kw: Operator(e, name='Forward', **kw), steps)
+        yield (group, 'derived gradient',
+               lambda e=expressions, a={**state, **vp}, kw=kw: AdjointOperator(e, a,
+                                                                              **kw),
+               steps)
+        yield (group, 'derived gradient, ' + ' '.join(params),
+               lambda e=expressions, a={**state, **every}, kw=kw: AdjointOperator(
+                   e, a, **kw), steps)
+        if devito_gradient is not None:
+            yield (group, "Devito's gradient", devito_gradient, steps)

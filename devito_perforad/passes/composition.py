@@ -1,0 +1,244 @@
+"""Pass: reverse nested derivatives as compositions, not as one flat stencil.
+
+A statement ``y = R(..., N, ...)`` with a nested derivative
+``N = D(E) = sum_k w_k E(x + o_k)`` and ``E = sum_a d_a g(x + o_a)`` (e.g.
+``(b*u.dx).dx``: ``E = b*u.dx``) reads ``g`` at ``x + o_k + o_a`` with the
+coefficient ``dR/dN(x) * w_k * d_a(x + o_k)``. Offset reversal of that flat stencil
+gathers
+
+    gb(q) += sum_a d_a(q - o_a) * sum_k w_k * (dR/dN * yb)(q - o_a - o_k)
+
+which is the reversed composition: the outer derivative's transpose applied to the
+pointwise product ``dR/dN * yb``, multiplied by the inner partials, then the inner
+derivative's transpose. The flat form reads the coefficients at every pair of offsets
+(a product per offset, materialised or recomputed); this form computes the product
+once per point (:mod:`~devito_perforad.passes.factoring` puts it in a temporary,
+summed over every statement that applies the same composition), and the two gathers
+are each as wide as one primal derivative. Devito's compiler then evaluates the inner
+gather once per point, over the domain and the halo it reads, as it does the
+primal's nested derivative.
+
+The pass replaces a statement's flat contributions to a buffered field ``g`` by the
+composed ones, for the updates that run at every counter, where every partial is
+finite at every step (then a 0/1 factor on the counter cuts a step outside the run);
+elsewhere (updates pinned at an edge of the run, nonlinear partials, time-free
+programs, the scatter form) the flat contributions stay.
+"""
+
+from collections import defaultdict
+from dataclasses import replace
+
+import sympy
+from devito import Eq, Function, SparseFunction, TimeFunction
+from devito.symbolics import retrieve_functions
+
+from ..differentiate import partials_of
+from ..ir.access import access_of
+from ..ir.contribution import Chain
+from ..ir.names import current
+from ..ir.symbolic import Select, shift
+from ..region import covers_domain
+
+__all__ = ['compose', 'composed_gathers']
+
+
+def compose(statement, contributions, seed, levels, active, transpose):
+    """``contributions`` of ``statement``, with those it makes through its nested
+    derivatives composed.
+
+    Parameters
+    ----------
+    statement : Statement
+    contributions : list of Contribution
+        The statement's flat contributions (its transpose rule's).
+    seed : sympy.Expr
+        The adjoint of the statement's left-hand side at the primal point.
+    levels : Levels
+    active : container of fields
+    transpose : callable
+        The stencil rule (:func:`devito_perforad.rules.stencil.transpose`).
+
+    Returns
+    -------
+    list of Contribution
+    """
+    if not statement.compositions:
+        return contributions
+    targets = {a.field for c in statement.compositions for a in _reads(c.inner)
+               if a.field in active and not isinstance(a.field, SparseFunction)}
+    if not targets:
+        return contributions
+    symbols = tuple(c.symbol for c in statement.compositions)
+    flat = {c.symbol: c.flat() for c in statement.compositions}
+    outside, by_symbol = partials_of(statement.lifted, _reads(statement.lifted), targets,
+                                     symbols)
+    outside = [(a, d.xreplace(flat)) for a, d in outside]
+    composed = []
+    for c, dn in zip(statement.compositions, by_symbol, strict=True):
+        dn = dn.xreplace(flat)
+        if dn == 0:
+            continue
+        pointwise = dn * seed
+        gathered = sympy.Add(*[w * shift(pointwise, space=_by_dim(o, -1, statement))
+                               for w, o in c.outer])
+        transposed = c.transposed if c.transposable and c.terms else None
+        for i, term in enumerate(c.terms or (None,)):
+            expr = c.inner if term is None else term.expr
+            for a, d in partials_of(expr, _reads(expr), targets):
+                chain = Chain((c.outer, c.inner), (id(statement), c.symbol), pointwise,
+                              d, transposed, i, term)
+                composed += [replace(x, chain=chain, partial=d * dn)
+                             for x in transpose(statement, [(a, d)], gathered, levels)]
+    composed += transpose(statement, outside, seed, levels)
+
+    keys = {x.key for x in composed if x.edge is None}
+    keys = {k for k in keys if all(x.finite_at_every_step or not x.conditions
+                                   for x in composed if x.key == k)}
+    return ([x for x in contributions if x.key not in keys]
+            + [x for x in composed if x.key in keys])
+
+
+def _reads(expr):
+    apps = retrieve_functions(expr, mode='unique')
+    return tuple(access_of(a) for a in apps if not getattr(a, 'is_Dimension', False))
+
+
+def _by_dim(offsets, sign, statement):
+    grid = statement.write.field.grid
+    return dict(zip(grid.dimensions, (sign * o for o in offsets), strict=True))
+
+
+def composed_gathers(contributions, target, grid, adjoints):
+    """The terms of one adjoint update's composed contributions, and the temporaries
+    they read.
+
+    Contributions through terms with the same outer derivative, the same inner
+    derivative and the same coefficient up to a constant factor (from any statement,
+    step or time level: the SLS model's two statements, the Kelvin-Voigt model's
+    ``b*p.dx`` and ``b*p.dt.dx``) make one term ``D^T(B * Dout^T(z))``, written with
+    Devito's derivatives, ``z`` the sum of their seeds' products with their constant
+    factors and counter conditions; Devito's compiler evaluates its inner gather once
+    per point (CIRE). The others (a parameter's, or where Devito's transposed
+    derivatives do not reproduce the reversal) are written out: ``d(q - o) *
+    sum_k w_k z(q - o - o_k)`` per read, one ``z`` per composition and step.
+
+    Parameters
+    ----------
+    contributions : list of Contribution
+        With ``chain`` set, and finite at every step or without counter conditions.
+    target : devito.types.AbstractFunction
+    grid : devito.Grid
+    adjoints : dict
+
+    Returns
+    -------
+    (list of devito.Eq, list of (list, sympy.Expr))
+        The temporaries' equations, made in the loop before the update, and the
+        terms as ``(conditions, expr)`` pairs. Time-invariant coefficient fields go
+        into the derivation's registry (``current().get(('invariants',))``), made
+        once before the loop.
+    """
+    nested, explicit = defaultdict(list), defaultdict(list)
+    for c in contributions:
+        term = c.chain.term
+        if (c.chain.transposed is not None and term is not None
+                and c.access.field is term.derivative.expr.function):
+            constant, coefficient = _constant(shift(term.coefficient, time=c.step))
+            nested[(c.chain.outer, _shape(term.derivative), coefficient,
+                    c.statement.subdomain)].append((c, constant))
+        else:
+            explicit[(c.chain.key, c.step, c.conditions,
+                      c.statement.subdomain)].append((c, sympy.S.One))
+    eqs, terms = [], []
+    for (_, _, coefficient, _), group in nested.items():
+        # one part per term and step: the terms' constants differ
+        z, factor = _seeds(group, target, grid, adjoints, eqs,
+                           lambda c: (c.chain.source, c.chain.index, c.step))
+        first = group[0][0]
+        term = replace(first.chain.term, coefficient=coefficient)
+        terms.append(([], factor * term.transposed(first.chain.transposed(z))))
+    for group in explicit.values():
+        # one part per composition and step: the partials carry the terms
+        z, factor = _seeds(group, target, grid, adjoints, eqs,
+                           lambda c: (c.chain.source, c.step))
+        reads = {(c.chain.index, c.access.expr, c.shift): c for c, _ in group}
+        for c in reads.values():
+            gathered = sympy.Add(*[w * shift(z, space=_along(tuple(
+                k - o for k, o in zip(c.shift, offsets, strict=True)), grid))
+                for w, offsets in c.chain.outer])
+            partial = shift(c.chain.partial, time=c.step, space=_along(c.shift, grid))
+            terms.append(([], factor * partial * gathered))
+    return eqs, terms
+
+
+def _along(offsets, grid):
+    return dict(zip(grid.dimensions, offsets, strict=True))
+
+
+def _constant(expr):
+    """``(k, rest)`` with ``expr == k * rest`` and ``k`` free of fields."""
+    return expr.as_independent(*retrieve_functions(expr), as_Add=False)
+
+
+def _shape(derivative):
+    """What a derivative computes, whatever field it is applied to."""
+    return (type(derivative), derivative.dims, derivative.deriv_order,
+            derivative.fd_order, tuple(sorted(derivative.x0.items(), key=str)),
+            derivative.side, derivative.transpose)
+
+
+def _seeds(group, target, grid, adjoints, eqs, part):
+    """What the outer transpose gathers from, for contributions ``(c, constant)``
+    whose distinct seed products are keyed by ``part(c)``: ``(z, factor)`` with the
+    term multiplied by ``factor``.
+
+    A single product of a time-invariant coefficient and a seed, from a statement on
+    the whole domain, is read in place, the coefficient in a field computed once
+    before the loop; any other sum goes into a temporary ``z``, computed where the
+    primal ran (one per derivation and value: updates reading the same share it, and
+    its equation is appended to ``eqs`` once per update).
+    """
+    parts = {}
+    for c, constant in group:
+        select = sympy.S.One
+        if c.conditions:  # then the partials are finite at every step
+            select = Select(sympy.And(*c.conditions), sympy.S.One, sympy.S.Zero)
+        parts[part(c)] = (
+            constant * select, shift(c.chain.pointwise, time=c.step))
+    first = group[0][0]
+    reach = max(abs(k - o) for c, _ in group for _, offsets in first.chain.outer
+                for k, o in zip(c.shift, offsets, strict=True))
+    order = max(reach, target.space_order, 1)
+    names = current()
+    if len(parts) == 1 and covers_domain(grid, first.statement.subdomain):
+        ((factor, pointwise),) = parts.values()
+        product = _invariant_product(pointwise, adjoints, grid, target, order)
+        if product is not None:
+            return product, factor
+    value = sympy.Add(*[k * p for k, p in parts.values()])
+    z = names.memo(('composed seeds', value), lambda: Function(
+        name=names.name(f'{target.name}_z', 'temporary'), grid=grid, space_order=order,
+        dtype=target.dtype))
+    eqs.append(Eq(z, value, subdomain=first.statement.subdomain))
+    return z, sympy.S.One
+
+
+def _invariant_product(pointwise, adjoints, grid, target, order):
+    """``pointwise``, the seed times a time-invariant coefficient, as a coefficient
+    field times the seed, the field registered to be computed once before the loop
+    (``None`` where the coefficient reads a time-varying field or off the point)."""
+    seeds = {adjoints[f] for f in adjoints}
+    apps = [a for a in retrieve_functions(pointwise) if a.function in seeds]
+    if len(apps) != 1:
+        return None
+    coefficient = pointwise.xreplace({apps[0]: sympy.S.One})
+    if coefficient.has(apps[0].function) or any(
+            isinstance(a.function, TimeFunction) or any(access_of(a).space)
+            for a in retrieve_functions(coefficient)):
+        return None
+    names = current()
+    field = names.memo(('invariant', coefficient), lambda: Function(
+        name=names.name(f'{target.name}_c', 'temporary'), grid=grid, space_order=order,
+        dtype=target.dtype))
+    names.memo(('invariants',), dict).setdefault(field, Eq(field, coefficient))
+    return field * apps[0]

@@ -1,0 +1,151 @@
+"""passes/composition.py: nested derivatives reversed as compositions. The adjoints of
+Devito's visco-acoustic, self-adjoint and variable-density propagators are exact,
+their gradients with respect to every model parameter match finite differences, and
+each time step runs the primal's structure: as many loop nests and temporaries (one
+more: the seeds' product), no coefficient read at more offsets than the primal reads
+it, no transcendental function in the time loop."""
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import dot_test, parameter_fd_test
+from devito import Eq, Function, Grid, Operator, SubDomain, TimeFunction
+
+from devito_perforad import AdjointOperator, adjoint_function
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
+from physics import (  # noqa: E402
+    PARAMETERS,
+    self_adjoint_problem,
+    variable_density_problem,
+    visco_problem,
+)
+
+# so=8: the order at which Devito evaluates the primal's nested derivatives through
+# temporaries of its own (at low orders it reads them flat)
+SIZE = dict(shape=(21, 21), nbl=6, so=8, nt=30, dtype=np.float64)
+PROBLEMS = {
+    'sls': lambda **kw: visco_problem('sls', **kw),
+    'kv': lambda **kw: visco_problem('kv', **kw),
+    'maxwell': lambda **kw: visco_problem('maxwell', **kw),
+    'self-adjoint': self_adjoint_problem,
+    'variable density': variable_density_problem,
+}
+
+
+@pytest.fixture(scope='module', params=list(PROBLEMS))
+def physics(request):
+    """A propagator, its adjoint map and the C of its primal and derived adjoint."""
+    model, geometry, expressions, adjoints, _ = PROBLEMS[request.param](**SIZE)
+    kw = dict(subs=model.spacing_map)
+    primal = str(Operator(expressions, **kw).ccode)
+    adjoint = str(AdjointOperator(expressions, adjoints, **kw).ccode)
+    return model, geometry, expressions, adjoints, primal, adjoint
+
+
+def test_exact(physics, rng):
+    """Dot test from the source to the receivers and back, float64."""
+    model, geometry, expressions, adjoints, *_ = physics
+    src = expressions[-2].interpolator.sfunction
+    apply = dict(dt=model.critical_dt, time_M=geometry.nt - 2)
+    assert dot_test(expressions, adjoints, {src: slice(None)}, apply=apply, rng=rng,
+                    subs=model.spacing_map) < 1e-11
+
+
+def _time_loop(code):
+    """The body of the time loop, without its sparse operations and without what runs
+    at one counter only (``if (time ...) { ... }``)."""
+    body = code[code.index('for (int time'):]
+    body = body.split('for (int p_')[0] if 'for (int p_' in body else body
+    while (start := body.find('if (time')) >= 0:
+        depth, end = 0, body.index('{', start)
+        while True:
+            depth += {'{': 1, '}': -1}.get(body[end], 0)
+            if depth == 0:
+                break
+            end += 1
+        body = body[:start] + body[end + 1:]
+    return body
+
+
+def _nests(body):
+    return len(re.findall(r'^\s*for \(int x = ', body, re.M))
+
+
+def _temporaries(body, fields):
+    """Arrays assigned in ``body`` that are none of ``fields``."""
+    written = set(re.findall(r'\b(\w+)(?:\[[^\]]*\])+\s*=[^=]', body))
+    return written - {f.name for f in fields}
+
+
+def _offsets(body, name):
+    """The distinct index lists at which ``body`` reads the array ``name``."""
+    return set(re.findall(rf'\b{name}((?:\[[^\]]*\])+)', body))
+
+
+def test_structure_of_the_primal(physics):
+    model, _, expressions, adjoints, primal, adjoint = physics
+    forward, backward = _time_loop(primal), _time_loop(adjoint)
+    fields = set(adjoints) | set(adjoints.values())
+    assert _nests(backward) <= _nests(forward) + 1
+    assert len(_temporaries(backward, fields)) <= len(_temporaries(forward, fields)) + 1
+    for f in model.physical_parameters:
+        name = getattr(model, f).name
+        assert len(_offsets(backward, name)) <= max(len(_offsets(forward, name)), 1), \
+            f"{name} read at more offsets than in the primal"
+    for function in ('sqrt', 'pow', 'exp', 'sin', 'cos'):
+        assert backward.count(f'{function}(') <= forward.count(f'{function}(')
+
+
+@pytest.mark.parametrize('name', list(PROBLEMS))
+def test_gradients(name, rng):
+    """The gradient with respect to every model parameter (``vp``, ``b``, ``qp`` as
+    present; ``b`` inside the nested derivatives), the wavefields saved, against a
+    4th-order central difference, space order 4."""
+    model, geometry, expressions, adjoints, _ = PROBLEMS[name](
+        **dict(SIZE, so=4, save=True))
+    src, rec = (e.interpolator.sfunction for e in expressions[-2:])
+    src.data[:] = rng.standard_normal(src.data.shape)
+    state = {f: fb for f, fb in adjoints.items() if f is not src}
+    parameters = [getattr(model, p) for p in PARAMETERS[name]]
+    apply = dict(dt=model.critical_dt, time_M=geometry.nt - 2)
+    assert parameter_fd_test(expressions, state, parameters, rec, apply, rng=rng,
+                             subs=model.spacing_map) < 1e-7
+
+
+@pytest.mark.parametrize('so', [2, 8])
+def test_space_orders(so, rng):
+    """The variable-density acoustic at low and high order."""
+    model, geometry, expressions, adjoints, _ = variable_density_problem(
+        shape=(15, 15), nbl=4, so=so, nt=20, dtype=np.float64)
+    src = expressions[-2].interpolator.sfunction
+    apply = dict(dt=model.critical_dt, time_M=geometry.nt - 2)
+    assert dot_test(expressions, adjoints, {src: slice(None)}, apply=apply, rng=rng,
+                    subs=model.spacing_map) < 1e-12
+
+
+class Middle(SubDomain):
+    name = 'middle'
+
+    def define(self, dimensions):
+        return {d: ('middle', 3, 4) for d in dimensions}
+
+
+@pytest.mark.parametrize('ndim', [1, 3])
+def test_subdomain_and_dimensions(ndim, rng):
+    """A nested derivative on a SubDomain, in 1D and 3D: the seeds' product is made
+    where the primal ran, and the composed gathers read zero elsewhere."""
+    grid = Grid(shape=(12,) * ndim, extent=(11.0,) * ndim, dtype=np.float64,
+                subdomains=(Middle(),))
+    u = TimeFunction(name='u', grid=grid, space_order=4, time_order=2)
+    b = Function(name='b', grid=grid, space_order=4)
+    b.data[:] = 1 + rng.random(b.data.shape)
+    divergence = sum((b * u.diff(d)).diff(d) for d in grid.dimensions)
+    primal = [Eq(u.forward, 2 * u - u.backward + 0.1 * divergence,
+                 subdomain=grid.subdomains['middle'])]
+    adjoints = {u: adjoint_function(u)}
+    assert dot_test(primal, adjoints, {u: np.array([True, True, False])},
+                    apply=dict(time_m=1, time_M=8, dt=1.0), rng=rng) < 1e-12
