@@ -170,7 +170,7 @@ def through_write(statement, access, written):
     -(u(time, x - h_x) + u(time, x + h_x))/m(x)**2
     >>> new, ratio = through_write(stmt, a, stmt.write.expr)
     >>> new
-    -(-2*u(time, x) + u(time - dt, x) + u(time + dt, x))/m(x)
+    (2*u(time, x) - u(time - dt, x) - u(time + dt, x))/m(x)
     """
     offcentre = [a for a in statement.reads
                  if any(a.space) and a.time is not None]
@@ -178,21 +178,48 @@ def through_write(statement, access, written):
         return None
     symbols = {a.expr: sympy.Dummy(a.field.name, real=True) for a in statement.reads}
     back = {s: e for e, s in symbols.items()}
-    rhs = plain(statement.rhs).xreplace(symbols)
+    # exact decimal fractions for the stencil's weights, so that the centre terms of
+    # the stencil cancel exactly in the rewritten partial
+    rhs = _rational(plain(statement.rhs).xreplace(symbols))
     h, off = symbols[access.expr], [symbols[a.expr] for a in offcentre]
     coefficients = [sympy.diff(rhs, r) for r in off]
     if any(c.has(*off) for c in coefficients):
         return None  # not linear in the stencil's off-centre values
     c0 = coefficients[0]
     ratio = sympy.cancel(sympy.diff(c0, h) / c0)
-    if ratio == 0 or any(sympy.cancel(sympy.diff(c, h) / c - ratio) != 0
-                         for c in coefficients[1:]):
+    if ratio == 0 or not all(_same_ratio(sympy.cancel(sympy.diff(c, h) / c), ratio, h)
+                             for c in coefficients[1:]):
         return None  # no common pointwise coefficient a(h): c = a(h) * g, dg/dh = 0
     base = rhs.xreplace({r: 0 for r in off})
     rewritten = sympy.diff(base, h) + ratio * (sympy.Dummy('y') - base)
     y = rewritten.free_symbols - set(back) - rhs.free_symbols
     back.update({s: written for s in y})
-    return (_subgradients(rewritten).xreplace(back), ratio.xreplace(back))
+    return (_floats(_subgradients(sympy.cancel(rewritten))).xreplace(back),
+            _floats(ratio).xreplace(back))
+
+
+def _rational(expr):
+    """``expr`` with its floats as the decimal fractions they print as."""
+    return expr.xreplace({f: sympy.Rational(str(f)) for f in expr.atoms(sympy.Float)})
+
+
+def _floats(expr):
+    """``expr`` with its non-integer rationals as floats (17 digits)."""
+    return expr.xreplace({r: sympy.Float(r, 17) for r in expr.atoms(sympy.Rational)
+                          if not r.is_Integer})
+
+
+def _same_ratio(a, b, h):
+    """Whether the log-derivatives ``a`` and ``b`` by ``h`` agree: exactly, or, where
+    both read ``h`` alone (``a(h) = c h**n``), up to the rounding of the stencil's
+    floating-point weights (``2.0/h`` against ``2/h``)."""
+    delta = sympy.cancel(a - b)
+    if delta == 0:
+        return True
+    if not (a.free_symbols | b.free_symbols) <= {h}:
+        return False
+    return all(abs(complex(delta.subs(h, v))) <= 1e-12 * abs(complex(b.subs(h, v)))
+               for v in (0.5, 1.0, 3.0))
 
 
 def pointwise_factor(statement):

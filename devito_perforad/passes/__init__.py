@@ -1,5 +1,7 @@
 """Passes: each optimisation of the adjoint, one module each.
 
+* :mod:`.composition`: reverse a nested derivative as the reversed composition of
+  its transposes;
 * :mod:`.through_write`: a parameter's partial through the saved value a statement
   wrote (the hand-written gradient's ``u * v.dt2``);
 * :mod:`.scaling`: carry an adjoint scaled by the statement's pointwise factor;

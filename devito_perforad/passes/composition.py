@@ -18,11 +18,14 @@ are each as wide as one primal derivative. Devito's compiler then evaluates the 
 gather once per point, over the domain and the halo it reads, as it does the
 primal's nested derivative.
 
-The pass replaces a statement's flat contributions to a buffered field ``g`` by the
-composed ones, for the updates that run at every counter, where every partial is
-finite at every step (then a 0/1 factor on the counter cuts a step outside the run);
-elsewhere (updates pinned at an edge of the run, nonlinear partials, time-free
-programs, the scatter form) the flat contributions stay.
+The pass replaces a statement's flat contributions to a field or parameter read inside
+a nested derivative by the composed ones, for the updates that run at every counter,
+where every partial is finite at every step or the step is always in the run (a
+0/1 factor on the counter cuts a step outside it); elsewhere (updates pinned at an
+edge of the run, time-free programs, the scatter form, a parameter whose partial
+went through the saved write) the flat contributions stay.
+:func:`composed_gathers` writes them (:mod:`~devito_perforad.passes.factoring` hands
+them over).
 """
 
 from collections import defaultdict
