@@ -38,7 +38,8 @@ def _run(op, apply):
     op.apply(**(apply or {}))
 
 
-def dot_test(primal, adjoints, inputs, apply=None, rng=None, seeds=None, **op_kwargs):
+def dot_test(primal, adjoints, inputs, apply=None, rng=None, seeds=None, ops=None,
+             **op_kwargs):
     """Relative error of ``<F x, y> - <x, F^T y>`` for a program linear in ``adjoints``.
 
     Parameters
@@ -52,10 +53,12 @@ def dot_test(primal, adjoints, inputs, apply=None, rng=None, seeds=None, **op_kw
     seeds : dict, optional
         Primal field -> index of the entries that carry a random seed ``y``
         (default: all entries).
+    ops : (Operator, Operator), optional
+        The primal and adjoint Operators, already built from ``primal``.
     """
     rng = rng or np.random.default_rng(0)
-    op = Operator(primal, **op_kwargs)
-    aop = AdjointOperator(primal, adjoints, **op_kwargs)
+    op, aop = ops or (Operator(primal, **op_kwargs),
+                      AdjointOperator(primal, adjoints, **op_kwargs))
     x = {}
     for f in adjoints:
         x[f] = np.zeros(f.data.shape, dtype=DTYPE)

@@ -38,21 +38,20 @@ PROBLEMS = {
 
 @pytest.fixture(scope='module', params=list(PROBLEMS))
 def physics(request):
-    """A propagator, its adjoint map and the C of its primal and derived adjoint."""
+    """A propagator, its adjoint map, and its primal and derived adjoint Operators."""
     model, geometry, expressions, adjoints, _ = PROBLEMS[request.param](**SIZE)
     kw = dict(subs=model.spacing_map)
-    primal = str(Operator(expressions, **kw).ccode)
-    adjoint = str(AdjointOperator(expressions, adjoints, **kw).ccode)
-    return model, geometry, expressions, adjoints, primal, adjoint
+    ops = Operator(expressions, **kw), AdjointOperator(expressions, adjoints, **kw)
+    return model, geometry, expressions, adjoints, ops
 
 
 def test_exact(physics, rng):
     """Dot test from the source to the receivers and back, float64."""
-    model, geometry, expressions, adjoints, *_ = physics
+    model, geometry, expressions, adjoints, ops = physics
     src = expressions[-2].interpolator.sfunction
     apply = dict(dt=model.critical_dt, time_M=geometry.nt - 2)
     assert dot_test(expressions, adjoints, {src: slice(None)}, apply=apply, rng=rng,
-                    subs=model.spacing_map) < 1e-11
+                    ops=ops) < 1e-11
 
 
 def _time_loop(code):
@@ -87,8 +86,8 @@ def _offsets(body, name):
 
 
 def test_structure_of_the_primal(physics):
-    model, _, expressions, adjoints, primal, adjoint = physics
-    forward, backward = _time_loop(primal), _time_loop(adjoint)
+    model, _, expressions, adjoints, (primal, adjoint) = physics
+    forward, backward = _time_loop(str(primal.ccode)), _time_loop(str(adjoint.ccode))
     fields = set(adjoints) | set(adjoints.values())
     assert _nests(backward) <= _nests(forward) + 1
     assert len(_temporaries(backward, fields)) <= len(_temporaries(forward, fields)) + 1
