@@ -1,11 +1,13 @@
 """Derived adjoints under Devito's MPI domain decomposition (issue 5).
 
 ``tests/mpi/adjoint_mpi.py`` builds Devito's acoustic model (dot test, FWI gradient,
-and the gradient with checkpointing) and a 2D program with SubDomains, edge guards and
-nonlinear partials (dot test and parameter gradient), derives their adjoints and
-gathers every result to rank 0. It runs once serially and once per MPI mode under
-``mpirun``; every entry must equal the serial one to 1e-12 relative, the dot tests must
-hold under MPI too, and the checkpointed gradient must equal the saved-wavefield one.
+and the gradient with checkpointing), a 2D program with SubDomains, edge guards and
+nonlinear partials (dot test and parameter gradient), and a variable-density stencil
+with nested derivatives (dot test and the gradient with respect to ``b``), derives
+their adjoints and gathers every result to rank 0. It runs once serially and once per
+MPI mode under ``mpirun``; every entry must equal the serial one to 1e-12 relative, the
+dot tests must hold under MPI too, and the checkpointed gradient must equal the
+saved-wavefield one.
 
 Needs ``mpirun`` and ``mpi4py`` (Debian: ``apt-get install -y openmpi-bin
 libopenmpi-dev``, then ``pip install "mpi4py<4.1.3"``, the range Devito 4.8.23's
@@ -96,6 +98,7 @@ def test_serial_dot_tests(serial):
     assert serial['mode'] == 'False' and serial['nprocs'] == 1
     assert serial['acoustic_dot'] < TOL
     assert serial['stencils_dot'] < TOL
+    assert serial['nested_dot'] < TOL
     assert _checkpointed_error(serial) <= TOL
 
 
@@ -112,4 +115,5 @@ def test_mpi_matches_serial(mode, nprocs, serial, tmp_path):
     assert errors[worst] <= TOL, f"{worst}: {errors[worst]:.3e} (all: {errors})"
     assert result['acoustic_dot'] < TOL
     assert result['stencils_dot'] < TOL
+    assert result['nested_dot'] < TOL
     assert _checkpointed_error(result) <= TOL  # checkpointing under MPI

@@ -279,7 +279,53 @@ def stencils(args, out):
     return run
 
 
-CASES = {'acoustic': acoustic, 'stencils': stencils}
+def nested(args, out):
+    """A variable-density stencil, ``(b*u.dx).dx + (b*u.dy).dy``, whose adjoint reverses
+    the nested derivatives as compositions (Devito's temporaries over the halo): dot
+    test and the gradient with respect to ``b``."""
+    from devito import Eq, Function, Grid, Operator, TimeFunction
+
+    from devito_perforad import AdjointOperator, adjoint_function
+
+    shape = (40, 36)
+    grid = Grid(shape=shape, extent=tuple(float(n - 1) for n in shape),
+                dtype=np.float64)
+    run = Run(grid)
+    nt, first, last = 14, 1, 11
+    u = TimeFunction(name='u', grid=grid, space_order=4, time_order=2, save=nt)
+    b = Function(name='b', grid=grid, space_order=4)
+    divergence = sum((b * u.diff(d)).diff(d) for d in grid.dimensions)
+    primal = [Eq(u.forward, 2 * u - u.backward + 0.1 * divergence)]
+    rng = np.random.default_rng(args.seed + 2)
+    b.data[:] = 1.0 + rng.random(shape)
+    op = Operator(primal)
+    linear = {u: adjoint_function(u)}
+    both = {u: adjoint_function(u, 'u_b2'), b: adjoint_function(b)}
+    aop, gop = AdjointOperator(primal, linear), AdjointOperator(primal, both)
+    write_ccode(args.ccode, run, nested_forward=op, nested_adjoint=aop,
+                nested_gradient=gop)
+    apply = dict(time_m=first, time_M=last)
+    written = np.zeros(nt, dtype=bool)
+    written[first + 1:last + 2] = True
+    x = np.where(~written[:, None, None], rng.standard_normal((nt, *shape)), 0)
+    y = rng.standard_normal((nt, *shape))
+    u.data[:] = x
+    op.apply(**apply)
+    fx = run.gather(u)
+    linear[u].data[:] = y
+    aop.apply(**apply)
+    fty = run.gather(linear[u])
+    both[u].data[:] = y
+    gop.apply(**apply)  # u holds the trajectory from x
+    if run.rank == 0:
+        dot_quantities(out, 'nested_', {'u': fx}, {'u': y}, {'u': x}, {'u': fty})
+    grad = run.gather(both[b])
+    if run.rank == 0:
+        out['nested_grad'] = grad
+    return run
+
+
+CASES = {'acoustic': acoustic, 'stencils': stencils, 'nested': nested}
 
 
 def main(argv=None):
