@@ -67,8 +67,8 @@ PROBLEMS = {
     '2d': dict(shape=(801, 801), nbl=20, so=8, nt=1350),
     '3d': dict(shape=(141, 141, 141), nbl=10, so=8, nt=200),  # 161^3 with the layer
     'paper': dict(shape=(4_000_000,), n3d=160, nt=100),  # 1D sizes, 3D wave n3d^3
-    'physics': dict(shape=(2401, 2401), nbl=40, so=8, nt=60),  # 24.6 MB per field
-    'physics-gradient': dict(shape=(2401, 2401), nbl=40, so=8, nt=40),  # saved: 1 GB
+    'physics': dict(shape=(2401, 2401), nbl=40, so=8, nt=300),  # 24.6 MB per field
+    'physics-gradient': dict(shape=(1201, 1201), nbl=40, so=8, nt=200),  # saved: 1.3 GB
 }
 QUICK = {
     '2d': dict(shape=(41, 41), nbl=10, so=8, nt=30),
