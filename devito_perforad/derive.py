@@ -211,7 +211,7 @@ def _emit(u, step, form, levels, scales, adjoints, grid):
         step.add([t for t in u.temps if t.lhs.function not in step.made])
         step.made.update(t.lhs.function for t in u.temps)
     else:
-        eqs = step.flush() + list(u.temps)
+        eqs = step.flush() + [once(t, time, u.edge) for t in u.temps]
     if (u.level is not None or u.terms or u.contributions) \
             and not isinstance(gb, SparseFunction):
         keep = levels.seed_mask(u.target, gb, u.level, u.edge)

@@ -19,11 +19,11 @@ gather once per point, over the domain and the halo it reads, as it does the
 primal's nested derivative.
 
 The pass replaces a statement's flat contributions to a field or parameter read inside
-a nested derivative by the composed ones, for the updates that run at every counter,
-where every partial is finite at every step or the step is always in the run (a
-0/1 factor on the counter cuts a step outside it); elsewhere (updates pinned at an
-edge of the run, time-free programs, the scatter form, a parameter whose partial
-went through the saved write) the flat contributions stay.
+a nested derivative by the composed ones, in the updates at every counter and in
+those pinned at an edge of the run, where every partial is finite at every step or
+the step is always in the run (a 0/1 factor on the counter cuts a step outside it);
+elsewhere (time-free programs, the scatter form, a parameter whose partial went
+through the saved write) the flat contributions stay.
 :func:`composed_gathers` writes them (:mod:`~devito_perforad.passes.factoring` hands
 them over).
 """
@@ -94,7 +94,7 @@ def compose(statement, contributions, seed, levels, active, transpose):
                              for x in transpose(statement, [(a, d)], gathered, levels)]
     composed += transpose(statement, outside, seed, levels)
 
-    keys = {x.key for x in composed if x.edge is None}
+    keys = {x.key for x in composed}
     keys = {k for k in keys if all(x.finite_at_every_step or not x.conditions
                                    for x in composed if x.key == k)}
     return ([x for x in contributions if x.key not in keys]
@@ -111,7 +111,7 @@ def _by_dim(offsets, sign, statement):
     return dict(zip(grid.dimensions, (sign * o for o in offsets), strict=True))
 
 
-def composed_gathers(contributions, target, grid, adjoints):
+def composed_gathers(contributions, target, grid, adjoints, edge=None):
     """The terms of one adjoint update's composed contributions, and the temporaries
     they read.
 
@@ -132,6 +132,10 @@ def composed_gathers(contributions, target, grid, adjoints):
     target : devito.types.AbstractFunction
     grid : devito.Grid
     adjoints : dict
+    edge : {None, 'top', 'bottom'}
+        Where the update runs. Pinned at an edge of the run, every sum of seeds goes
+        into a temporary (pinned with it): the seeds' time levels are fixed there, and
+        a Devito derivative must not read them.
 
     Returns
     -------
@@ -156,14 +160,14 @@ def composed_gathers(contributions, target, grid, adjoints):
     for (_, _, coefficient, _), group in nested.items():
         # one part per term and step: the terms' constants differ
         z, factor = _seeds(group, target, grid, adjoints, eqs,
-                           lambda c: (c.chain.source, c.chain.index, c.step))
+                           lambda c: (c.chain.source, c.chain.index, c.step), edge)
         first = group[0][0]
         term = replace(first.chain.term, coefficient=coefficient)
         terms.append(([], factor * term.transposed(first.chain.transposed(z))))
     for group in explicit.values():
         # one part per composition and step: the partials carry the terms
         z, factor = _seeds(group, target, grid, adjoints, eqs,
-                           lambda c: (c.chain.source, c.step))
+                           lambda c: (c.chain.source, c.step), edge)
         reads = {(c.chain.index, c.access.expr, c.shift): c for c, _ in group}
         for c in reads.values():
             gathered = sympy.Add(*[w * shift(z, space=_along(tuple(
@@ -190,7 +194,7 @@ def _shape(derivative):
             derivative.side, derivative.transpose)
 
 
-def _seeds(group, target, grid, adjoints, eqs, part):
+def _seeds(group, target, grid, adjoints, eqs, part, edge=None):
     """What the outer transpose gathers from, for contributions ``(c, constant)``
     whose distinct seed products are keyed by ``part(c)``: ``(z, factor)`` with the
     term multiplied by ``factor``.
@@ -213,13 +217,14 @@ def _seeds(group, target, grid, adjoints, eqs, part):
                 for k, o in zip(c.shift, offsets, strict=True))
     order = max(reach, target.space_order, 1)
     names = current()
-    if len(parts) == 1 and covers_domain(grid, first.statement.subdomain):
+    if edge is None and len(parts) == 1 and covers_domain(grid,
+                                                           first.statement.subdomain):
         ((factor, pointwise),) = parts.values()
         product = _invariant_product(pointwise, adjoints, grid, target, order)
         if product is not None:
             return product, factor
     value = sympy.Add(*[k * p for k, p in parts.values()])
-    z = names.memo(('composed seeds', value), lambda: Function(
+    z = names.memo(('composed seeds', value, edge), lambda: Function(
         name=names.name(f'{target.name}_z', 'temporary'), grid=grid, space_order=order,
         dtype=target.dtype))
     eqs.append(Eq(z, value, subdomain=first.statement.subdomain))

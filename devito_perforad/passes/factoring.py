@@ -49,8 +49,7 @@ def factor(contributions, target, edge, grid, adjoints):
     scaled = defaultdict(list)  # step factor -> its terms, multiplied once
     composed = []
     for c in contributions:
-        if c.chain is not None and edge is None and (c.finite_at_every_step
-                                                      or not c.conditions):
+        if c.chain is not None and (c.finite_at_every_step or not c.conditions):
             composed.append(c)
             continue
         if not (c.finite_at_every_step and edge is None):
@@ -92,7 +91,7 @@ def factor(contributions, target, edge, grid, adjoints):
     for factor, group in scaled.items():
         terms += _factored(factor, group)
     if composed:
-        eqs, gathers = composed_gathers(composed, target, grid, adjoints)
+        eqs, gathers = composed_gathers(composed, target, grid, adjoints, edge)
         temps += eqs
         terms += gathers
     return temps, terms
