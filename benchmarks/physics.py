@@ -19,11 +19,12 @@ from devito import NODE, Eq, Operator, TimeFunction
 from devito_perforad import AdjointOperator, adjoint_function
 
 __all__ = ['physics_cases', 'gradient_cases', 'visco_problem', 'self_adjoint_problem',
-           'variable_density_problem', 'PARAMETERS']
+           'variable_density_problem', 'PROBLEMS', 'PARAMETERS']
 
-PARAMETERS = {'sls': ('vp', 'b', 'qp'), 'kv': ('vp', 'b', 'qp'),
-              'maxwell': ('vp', 'b', 'qp'), 'self-adjoint': ('vp', 'b'),
-              'variable density': ('vp', 'b')}
+PARAMETERS = {'visco-acoustic SLS': ('vp', 'b', 'qp'),
+              'visco-acoustic KV': ('vp', 'b', 'qp'),
+              'visco-acoustic Maxwell': ('vp', 'b', 'qp'),
+              'self-adjoint iso': ('vp', 'b'), 'variable density': ('vp', 'b')}
 
 def _geometry(model, nt):
     from examples.seismic import AcquisitionGeometry
@@ -197,8 +198,8 @@ def gradient_cases(shape, nbl, so, nt):
     (group, role, build, kwargs)
         The arguments of ``run.Case``.
     """
-    for (group, make), params in zip(PROBLEMS.items(), PARAMETERS.values(),
-                                     strict=True):
+    for group, make in PROBLEMS.items():
+        params = PARAMETERS[group]
         model, geometry, expressions, adjoints, devito_gradient = make(
             shape=shape, nbl=nbl, so=so, nt=nt, save=True)
         kw = dict(subs=model.spacing_map, opt='advanced')

@@ -19,21 +19,13 @@ from devito_perforad import AdjointOperator, adjoint_function
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
 from physics import (  # noqa: E402
     PARAMETERS,
-    self_adjoint_problem,
+    PROBLEMS,
     variable_density_problem,
-    visco_problem,
 )
 
 # so=8: the order at which Devito evaluates the primal's nested derivatives through
 # temporaries of its own (at low orders it reads them flat)
 SIZE = dict(shape=(21, 21), nbl=6, so=8, nt=30, dtype=np.float64)
-PROBLEMS = {
-    'sls': lambda **kw: visco_problem('sls', **kw),
-    'kv': lambda **kw: visco_problem('kv', **kw),
-    'maxwell': lambda **kw: visco_problem('maxwell', **kw),
-    'self-adjoint': self_adjoint_problem,
-    'variable density': variable_density_problem,
-}
 
 
 @pytest.fixture(scope='module', params=list(PROBLEMS))
