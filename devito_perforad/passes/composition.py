@@ -82,7 +82,8 @@ def compose(statement, contributions, seed, levels, active, transpose):
         if dn == 0:
             continue
         pointwise = dn * seed
-        gathered = sympy.Add(*[w * shift(pointwise, space=_by_dim(o, -1, statement))
+        grid = statement.write.field.grid
+        gathered = sympy.Add(*[w * shift(pointwise, space=_along([-k for k in o], grid))
                                for w, o in c.outer])
         transposed = c.transposed if c.transposable and c.terms else None
         for i, term in enumerate(c.terms or (None,)):
@@ -104,11 +105,6 @@ def compose(statement, contributions, seed, levels, active, transpose):
 def _reads(expr):
     apps = retrieve_functions(expr, mode='unique')
     return tuple(access_of(a) for a in apps if not getattr(a, 'is_Dimension', False))
-
-
-def _by_dim(offsets, sign, statement):
-    grid = statement.write.field.grid
-    return dict(zip(grid.dimensions, (sign * o for o in offsets), strict=True))
 
 
 def composed_gathers(contributions, target, grid, adjoints, edge=None):
