@@ -19,12 +19,13 @@ from devito import NODE, Eq, Operator, TimeFunction
 from devito_perforad import AdjointOperator, adjoint_function
 
 __all__ = ['physics_cases', 'gradient_cases', 'visco_problem', 'self_adjoint_problem',
-           'variable_density_problem', 'PROBLEMS', 'PARAMETERS']
+           'variable_density_problem', 'tti_problem', 'PROBLEMS', 'PARAMETERS']
 
 PARAMETERS = {'visco-acoustic SLS': ('vp', 'b', 'qp'),
               'visco-acoustic KV': ('vp', 'b', 'qp'),
               'visco-acoustic Maxwell': ('vp', 'b', 'qp'),
-              'self-adjoint iso': ('vp', 'b'), 'variable density': ('vp', 'b')}
+              'self-adjoint iso': ('vp', 'b'), 'variable density': ('vp', 'b'),
+              'TTI centred': ('vp', 'epsilon', 'delta', 'theta')}
 
 def _geometry(model, nt):
     from examples.seismic import AcquisitionGeometry
@@ -109,6 +110,32 @@ def self_adjoint_problem(shape, nbl, so, nt, dtype=np.float32, save=False):
     return model, geometry, eqn + terms, adjoints, devito_adjoint
 
 
+def tti_problem(shape, nbl, so, nt, dtype=np.float32, save=False):
+    """Devito's TTI model (``layers-tti``) and its centred forward expressions
+    (``tti.operators.kernel_centered``, the source injected into both fields, the
+    receivers interpolating ``u + v``), and its hand-written ``AdjointOperator``
+    (``JacobianAdjOperator``, a gradient with respect to ``m``, with ``save``)."""
+    from examples.seismic.tti import operators
+
+    from examples.seismic import demo_model
+    model = demo_model('layers-tti', space_order=so, shape=shape, nbl=nbl, dtype=dtype,
+                       spacing=(10.0,) * len(shape))
+    geometry = _geometry(model, nt)
+    u, v = (TimeFunction(name=n, grid=model.grid, time_order=2, space_order=so,
+                         save=geometry.nt if save else None) for n in 'uv')
+    s, src, rec = model.grid.stepping_dim.spacing, geometry.src, geometry.rec
+    eqn = operators.kernels[('centered', len(shape))](model, u, v)
+    terms = [src.inject(field=(u.forward, v.forward), expr=src * s ** 2 / model.m),
+             rec.interpolate(expr=u + v)]
+
+    def devito_adjoint():
+        if save:
+            return operators.JacobianAdjOperator(model, geometry, space_order=so,
+                                                 save=True)
+        return operators.AdjointOperator(model, geometry, space_order=so)
+    return model, geometry, eqn + terms, _adjoints(eqn, terms), devito_adjoint
+
+
 def variable_density_problem(shape, nbl, so, nt, dtype=np.float32, save=False):
     """A variable-density acoustic ``u.dt2 = vp**2 * ((b*u.dx).dx + (b*u.dy).dy)`` on
     Devito's visco-acoustic model (its ``b``), with a damping layer; its
@@ -185,6 +212,7 @@ PROBLEMS = {
     'visco-acoustic Maxwell': lambda **kw: visco_problem('maxwell', **kw),
     'self-adjoint iso': self_adjoint_problem,
     'variable density': variable_density_problem,
+    'TTI centred': tti_problem,
 }
 
 

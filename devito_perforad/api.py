@@ -219,7 +219,7 @@ def tangent(expressions, tangents, subs=None, primal=True):
     program, tangents = check_inputs(expressions, tangents, subs, what='tangents')
     out = []
     for stmt in program:
-        if primal:
+        if primal and not any(e is stmt.eq for e in out):  # once per multi-field inject
             out.append(stmt.eq)
         if stmt.write.field in tangents:
             out += TANGENTS[stmt.kind](stmt, partials(stmt, tangents), tangents)

@@ -31,6 +31,7 @@ from collections import defaultdict
 
 import sympy
 from devito import Eq, SparseFunction, TimeFunction
+from devito.symbolics import retrieve_functions
 
 from .checks import (
     check_buffers,
@@ -45,7 +46,7 @@ from .differentiate import partials
 from .emit.gather import Gather
 from .emit.scatter import Scatter
 from .emit.sparse import operation
-from .ir.access import at_offsets
+from .ir.access import access_of, at_offsets
 from .ir.names import current, naming
 from .levels import Levels, written_levels
 from .passes.cancellation import cancel_parameter_terms
@@ -198,7 +199,7 @@ def _update(key, contributions, form, grid, adjoints):
     return Update(target, level, edge, dense,
                   tuple(c for c in contributions if c.via is not None),
                   frozenset(c.reads for c in contributions if c.reads is not None),
-                  tuple(temps), tuple(terms))
+                  tuple(dict.fromkeys(temps)), tuple(terms))  # a shared seed once
 
 
 def _emit(u, step, form, levels, scales, adjoints, grid):
@@ -207,8 +208,10 @@ def _emit(u, step, form, levels, scales, adjoints, grid):
     gb = adjoints[u.target]
     own = at_offsets(gb, time=u.level)
     if u.edge is None:
-        eqs = step.reading(u.reads)
-        step.add([t for t in u.temps if t.lhs.function not in step.made])
+        eqs = step.reading(u.reads, gb, [e for _, e in u.terms]
+                           + [t.rhs for t in u.temps]
+                           + [c.coefficient for c in u.operations])
+        eqs += step.add([t for t in u.temps if t.lhs.function not in step.made])
         step.made.update(t.lhs.function for t in u.temps)
     else:
         eqs = step.flush() + [once(t, time, u.edge) for t in u.temps]
@@ -224,8 +227,13 @@ def _emit(u, step, form, levels, scales, adjoints, grid):
             eqs += [once(e, time, u.edge) for e in copies + [Eq(own, rhs)]]
     operations = [operation(c, adjoints) for c in u.operations]
     if operations and u.edge is None:
-        eqs += step.flush() + [eq for build, target, e in operations
-                               for eq in build(target, e)]
+        written = [t for _, t, _ in operations if t is not None]
+        eqs += step.operate(
+            [eq for build, target, e in operations for eq in build(target, e)],
+            [(t.function, access_of(t).time) for t in written],
+            [t.function for t in written]
+            + [a.function for _, _, e in operations
+               for a in retrieve_functions(e, mode='unique')])
     elif operations:
         eqs += step.flush() + pin_sparse(operations, time, u.edge)
     return eqs

@@ -10,10 +10,12 @@ there (:func:`once`, :func:`pin_sparse`).
 from dataclasses import dataclass
 
 import sympy
-from devito import ConditionalDimension, Eq, Function, Inc
+from devito import ConditionalDimension, Eq, Function, Inc, TimeFunction
+from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
 
 from .errors import AdjointError
+from .fields import is_saved
 from .ir.access import access_of, at_offsets
 from .ir.names import current
 from .ir.symbolic import Select, pin
@@ -128,6 +130,11 @@ class Step:
         self.seeds = {}  # (field, level) -> (array set aside, counter condition)
         self.updates, self.after, self.pending = [], [], set()
         self.made = set()  # temporaries computed in this counter so far
+        # sparse operations deferred to the stretch's end, the adjoint levels they
+        # write and the fields they read or write
+        self.operations, self.writes, self.fields = [], set(), set()
+        # temporaries of the stretch, and the adjoint levels its updates write
+        self.temps, self.written = [], set()
 
     def set_aside(self, field, gb, level):
         """Set aside the seed of ``gb`` at ``level`` where it is one at the run's first
@@ -148,19 +155,56 @@ class Step:
         self.seeds[(field, level)] = (aside, seeded)
         return [once(Eq(aside, at_offsets(gb, time=level)), self.time, 'top')]
 
-    def reading(self, reads):
+    def reading(self, reads, writes=None, exprs=()):
         """The stretch so far, if an update reading ``reads`` (pairs of primal field
-        and level) must follow a seed's return; else nothing."""
-        return self.flush() if self.pending & set(reads) else []
+        and level) must follow a seed's return, or if the update (writing the field
+        ``writes``, reading ``exprs``) touches what a deferred sparse operation reads
+        or writes; else nothing."""
+        touched = {(a.function, access_of(a).time) for e in exprs
+                   for a in retrieve_functions(e, mode='unique')
+                   if a.function in self.fields}
+        if self.pending & set(reads) or touched & self.writes or writes in self.fields \
+                or not isinstance(writes, TimeFunction):
+            return self.flush()
+        return []
+
+    def operate(self, eqs, writes, fields):
+        """Sparse operations' equations, writing the adjoint levels ``writes`` (pairs
+        of field and level) and touching ``fields``: run after the stretch's dense
+        updates of buffered fields, so that the updates of several fields fuse into
+        one loop nest (:meth:`reading` flushes them first where an update needs that,
+        and before a time-invariant target's update). Touching a saved field they run
+        at once: Devito would split the time loop between the updates and them."""
+        if any(isinstance(f, TimeFunction) and is_saved(f) for f in fields):
+            return self.flush() + eqs
+        self.operations += eqs
+        self.writes |= set(writes)
+        self.fields |= set(fields)
+        return []
 
     def add(self, eqs):
-        """Equations of the stretch (temporaries)."""
-        self.updates += eqs
+        """Temporaries of the stretch: computed before its updates, so that the
+        temporaries of several fields share loop nests, and so do their updates. A
+        temporary reading a level an update of the stretch wrote (or a slot that
+        level shares) starts a new stretch: returns the stretch so far."""
+        out = self.flush() if any(self._overwritten(e.rhs) for e in eqs) else []
+        self.temps += eqs
+        return out
+
+    def _overwritten(self, expr):
+        for a in retrieve_functions(expr, mode='unique'):
+            level = access_of(a).time if isinstance(a.function, TimeFunction) else None
+            for f, written in self.written:
+                if a.function is f and (level == written or not is_saved(f) and (
+                        level - written) % f._time_size == 0):
+                    return True
+        return False
 
     def update(self, lhs, keep, terms, scale, field):
         """``lhs = keep + scale * terms``; where the slot's seed is set aside,
         ``lhs = scale * terms`` and the seed added back at its counters."""
         level = access_of(lhs).time
+        self.written.add((lhs.function, level))
         if (field, level) not in self.seeds:
             self.updates += updates(lhs, keep, terms, self.grid, scale)
             return
@@ -170,8 +214,11 @@ class Step:
         self.pending.add((field, level))
 
     def flush(self):
-        eqs = self.updates + self.after
+        eqs = self.updates + self.after + self.operations
         self.updates, self.after, self.pending = [], [], set()
+        self.operations, self.writes, self.fields = [], set(), set()
+        eqs = self.temps + eqs
+        self.temps, self.written = [], set()
         return eqs
 
 

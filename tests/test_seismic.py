@@ -49,6 +49,43 @@ def test_sparse_pairs(ops, rng):
     assert dot_test(primal, adjoints, inputs, apply=apply, rng=rng) < 1e-12
 
 
+@pytest.mark.parametrize('exprs', ['one', 'per field'])
+def test_injection_into_several_fields(exprs, rng):
+    """``S.inject(field=(u.forward, v.forward), expr=...)``, as in Devito's TTI: one
+    injection per field, one expression for all or one each; receivers interpolate
+    ``u + v``."""
+    from devito import Eq, Grid
+    grid = Grid(shape=(21, 21), extent=(20.0, 20.0), dtype=np.float64)
+    u, v = (TimeFunction(name=n, grid=grid, space_order=2, time_order=2) for n in 'uv')
+    m = Function(name='m', grid=grid, space_order=2)
+    m.data[:] = 4.0 + rng.random(m.shape)
+    src = SparseTimeFunction(name='src', grid=grid, npoint=2, nt=12,
+                             coordinates=np.array([[5.3, 7.7], [12.1, 3.4]]))
+    rec = SparseTimeFunction(name='rec', grid=grid, npoint=3, nt=12,
+                             coordinates=np.array([[2.3, 7.7], [11.1, 13.4],
+                                                   [15., 15.5]]))
+    s = grid.stepping_dim.spacing
+    expr = src * s ** 2 / m if exprs == 'one' else (src * s ** 2 / m, 2 * src)
+    primal = [Eq(u.forward, 2 * u - u.backward + 0.1 * (u.laplace + v.dx2) / m),
+              Eq(v.forward, 2 * v - v.backward + 0.1 * (v.laplace + u.dy2) / m),
+              src.inject(field=(u.forward, v.forward), expr=expr),
+              rec.interpolate(expr=u + v)]
+    adjoints = {f: adjoint_function(f) for f in (u, v, src, rec)}
+    assert dot_test(primal, adjoints, {src: slice(None)},
+                    apply=dict(time_m=1, time_M=10, dt=1.0), rng=rng) < 1e-12
+
+
+def test_injection_expressions_must_pair_with_fields():
+    from devito import Grid
+    grid = Grid(shape=(11,))
+    u, v = (TimeFunction(name=n, grid=grid, time_order=2) for n in 'uv')
+    src = SparseTimeFunction(name='src', grid=grid, npoint=1, nt=5)
+    with pytest.raises(AdjointError, match="3 expressions for 2 fields"):
+        AdjointOperator([src.inject(field=(u.forward, v.forward),
+                                    expr=(src, src, src))],
+                        {u: adjoint_function(u), v: adjoint_function(v)})
+
+
 @pytest.mark.parametrize('interpolation', ['linear', 'sinc'])
 def test_receivers_at_the_edges(interpolation, rng):
     """Receivers next to the domain's edges: a sinc kernel also reads the primal's

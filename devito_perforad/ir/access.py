@@ -23,6 +23,7 @@ import sympy
 from devito import Eq, Inc
 from devito.operations.interpolators import Injection, Interpolation
 from devito.symbolics import retrieve_functions, retrieve_indexed
+from devito.tools import as_tuple
 from devito.types import Dimension, SparseFunction
 from devito.types.basic import AbstractFunction
 
@@ -205,27 +206,36 @@ def substitute(expr, subs):
     return expr.xreplace({d: a for a, d in apps.items()})
 
 
-def _sparse_statement(op, subs):
-    """``S.inject(field, expr)`` or ``S.interpolate(expr)``, analysed."""
+def _sparse_statements(op, subs):
+    """``S.inject(field, expr)`` or ``S.interpolate(expr)``, analysed. An injection into
+    several fields, ``S.inject(field=(u.forward, v.forward), expr=E)`` (one expression
+    for all, or one per field), is one injection statement per field, in order."""
     sparse = op.interpolator.sfunction
     if isinstance(op, Injection):
-        if isinstance(op.field, (tuple, list)) or isinstance(op.expr, (tuple, list)):
-            raise AdjointError(f"`{describe(op)}`: inject one expression into one field "
-                               "at a time.")
-        rhs = substitute(_evaluated(op.expr), subs)
-        return Statement(op, access_of(op.field, op), rhs, _reads(op, rhs), True, None,
-                         'inject', sparse)
+        fields, exprs = as_tuple(op.field), as_tuple(op.expr)
+        if len(exprs) == 1:
+            exprs = exprs * len(fields)
+        if len(exprs) != len(fields):
+            raise AdjointError(f"`{describe(op)}`: {len(exprs)} expressions for "
+                               f"{len(fields)} fields; give one expression, or one per "
+                               "field.")
+        out = []
+        for field, expr in zip(fields, exprs, strict=True):
+            rhs = substitute(_evaluated(expr), subs)
+            out.append(Statement(op, access_of(field, op), rhs, _reads(op, rhs), True,
+                                 None, 'inject', sparse))
+        return out
     if op.self_subs:
         raise AdjointError(f"`{describe(op)}`: interpolation with self_subs is not "
                            "supported.")
     rhs = substitute(_evaluated(op.expr), subs)
-    return Statement(op, access_of(sparse, op), rhs, _reads(op, rhs), op.increment, None,
-                     'interpolate', sparse)
+    return [Statement(op, access_of(sparse, op), rhs, _reads(op, rhs), op.increment,
+                      None, 'interpolate', sparse)]
 
 
-def _statement(eq, subs):
+def _statements(eq, subs):
     if isinstance(eq, (Injection, Interpolation)):
-        return _sparse_statement(eq, subs)
+        return _sparse_statements(eq, subs)
     if not isinstance(eq, Eq):
         raise AdjointError(f"`{describe(eq, 60)}` is a {type(eq).__name__}, not a devito "
                            "Eq/Inc, injection or interpolation.")
@@ -248,10 +258,10 @@ def _statement(eq, subs):
     increment = isinstance(eq, Inc)
     lifted, composed = compositions(eq.rhs, rhs, lhs.function.grid, _evaluated,
                                     lambda e: substitute(e, subs))
-    return Statement(eq, access_of(lhs, eq), rhs, reads, increment,
-                     getattr(evaluated, 'subdomain', None),
-                     'increment' if increment else 'update', lifted=lifted,
-                     compositions=composed)
+    return [Statement(eq, access_of(lhs, eq), rhs, reads, increment,
+                      getattr(evaluated, 'subdomain', None),
+                      'increment' if increment else 'update', lifted=lifted,
+                      compositions=composed)]
 
 
 def analyse(expressions, subs=None):
@@ -266,6 +276,7 @@ def analyse(expressions, subs=None):
     Returns
     -------
     list of Statement
-        In program order.
+        In program order; an injection into several fields gives one statement per
+        field.
     """
-    return [_statement(eq, subs) for eq in _flatten(expressions)]
+    return [s for eq in _flatten(expressions) for s in _statements(eq, subs)]

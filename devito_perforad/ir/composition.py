@@ -236,9 +236,22 @@ def _terms(expr, inner, grid, evaluated, substitute):
         return ()
 
 
+def _distributed(expr):
+    """The terms of ``expr`` with products distributed over sums, derivatives left
+    whole: ``(s*D1(u) + c*D2(u))*c`` is ``[s*c*D1(u), c*c*D2(u)]``."""
+    if isinstance(expr, sympy.Add):
+        return [t for a in expr.args for t in _distributed(a)]
+    if isinstance(expr, sympy.Mul):
+        terms = [sympy.S.One]
+        for factor in expr.args:
+            terms = [t * f for t in terms for f in _distributed(factor)]
+        return terms
+    return [expr]
+
+
 def _split(expr, inner, grid, evaluated, substitute):
     terms = []
-    for term in sympy.Add.make_args(expr):
+    for term in _distributed(expr):
         factors = sympy.Mul.make_args(term)
         derivs = [f for f in factors if isinstance(f, Derivative)]
         if len(derivs) != 1 or not _is_space_derivative(derivs[0]):
@@ -339,6 +352,6 @@ def _value(expr, values):
         return complex(np.prod(args))
     if isinstance(expr, sympy.Pow):
         return args[0] ** args[1]
-    if isinstance(expr, sympy.Function) and not retrieve_functions(expr):
+    if isinstance(expr, sympy.Function):  # cos, sqrt, ...: field accesses are leaves
         return complex(expr.func(*[sympy.Float(v.real) for v in args]))
     raise TypeError(type(expr))

@@ -212,7 +212,6 @@ def _seeds(group, target, grid, adjoints, eqs, part, edge=None):
     reach = max(abs(k - o) for c, _ in group for _, offsets in first.chain.outer
                 for k, o in zip(c.shift, offsets, strict=True))
     order = max(reach, target.space_order, 1)
-    names = current()
     if edge is None and len(parts) == 1 and covers_domain(grid,
                                                            first.statement.subdomain):
         ((factor, pointwise),) = parts.values()
@@ -220,11 +219,39 @@ def _seeds(group, target, grid, adjoints, eqs, part, edge=None):
         if product is not None:
             return product, factor
     value = sympy.Add(*[k * p for k, p in parts.values()])
-    z = names.memo(('composed seeds', value, edge), lambda: Function(
+    z, factor, eq = temporary(value, target, grid, order, first.statement.subdomain, edge)
+    eqs.append(eq)
+    return z, factor
+
+
+def temporary(value, target, grid, order, subdomain, edge=None):
+    """A temporary ``z`` holding a sum of seed products, shared by value: updates (and
+    passes) gathering from the same sum up to a constant read one array.
+
+    Returns
+    -------
+    (devito.Function, sympy.Number, devito.Eq)
+        ``z``, the constant ``k`` with ``value == k * z``, and ``z``'s equation
+        (computed where the primal ran: its halo stays zero).
+    """
+    k, normal = _normalised(value)
+    names = current()
+    order = max(order, target.space_order, 1)
+    z, k0 = names.memo(('seed sums', normal, edge, subdomain, order), lambda: (Function(
         name=names.name(f'{target.name}_z', 'temporary'), grid=grid, space_order=order,
-        dtype=target.dtype))
-    eqs.append(Eq(z, value, subdomain=first.statement.subdomain))
-    return z, sympy.S.One
+        dtype=target.dtype), k))
+    return z, k / k0, Eq(z, k0 * normal, subdomain=subdomain)
+
+
+def _normalised(value):
+    """``(k, v)`` with ``value == k * v``, ``k`` a number chosen so that sums equal up
+    to a constant factor have equal ``v`` (its floating-point ratios made exact
+    binary fractions, so that ``1.0`` and ``1`` agree)."""
+    terms = [t.as_coeff_Mul() for t in sympy.Add.make_args(sympy.expand(value))]
+    k = min(terms, key=lambda t: sympy.default_sort_key(t[1]))[0]
+    ratios = [(c / k, m) for c, m in terms]
+    return k, sympy.Add(*[(sympy.Rational(float(r)) if r.is_Float else r) * m
+                          for r, m in ratios])
 
 
 def _invariant_product(pointwise, adjoints, grid, target, order):

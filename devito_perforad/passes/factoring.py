@@ -11,15 +11,13 @@ the whole update is one loop nest.
 from collections import defaultdict
 
 import sympy
-from devito import Eq, Function
 from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
 
 from ..ir.access import at_offsets
-from ..ir.names import current
 from ..ir.symbolic import Select, shift
 from ..region import covers_domain, needs_no_edge_guard, space_conditions
-from .composition import composed_gathers
+from .composition import composed_gathers, temporary
 
 __all__ = ['factor']
 
@@ -58,6 +56,7 @@ def factor(contributions, target, edge, grid, adjoints):
         for part in sympy.Add.make_args(sympy.expand(c.coefficient)):
             coeff, rest = _coefficient(part, grid)
             groups[(id(c.statement), c.step, rest)].append((coeff, rest, c))
+    stencils = defaultdict(list)  # groups applying one stencil share one temporary
     for group in groups.values():
         first = group[0][2]
         conditions, factor = list(first.conditions), sympy.S.One
@@ -67,27 +66,25 @@ def factor(contributions, target, edge, grid, adjoints):
             # hoisted out of the space loops, cancels it exactly.
             factor = Select(sympy.And(*conditions), sympy.S.One, sympy.S.Zero)
             conditions = []
-        rest = group[0][1]
-        if len(group) < 2 or _bare_seed(rest, first.statement):
-            # A bare seed needs no temporary. Where the primal ran on the whole
-            # domain, a term that vanishes with its seed needs no guard either: the
-            # adjoint's halo is zero (region.vanishes_outside).
-            for coeff, rest, c in group:
-                where = [] if needs_no_edge_guard(rest, c.statement, adjoints) else \
-                    space_conditions(grid, c.statement.subdomain, c.shift)
-                scaled[factor].append((conditions + where,
-                                       coeff * shift(rest, time=c.step,
-                                                     space=_by_dim(c.shift, grid))))
+        if len(group) > 1:
+            stencils[_stencil(group, first, conditions, factor)].append(group)
             continue
-        reach = max(abs(k) for *_, c in group for k in c.shift)
-        z = Function(name=current().name(f'{target.name}_z', 'temporary'), grid=grid,
-                     space_order=max(reach, 1), dtype=target.dtype)
+        _in_place(group, factor, conditions, grid, adjoints, scaled)
+    for (step, subdomain, conditions, factor, stencil), parts in stencils.items():
+        first = parts[0][0][2]
+        if len(parts) == 1 and _bare_seed(parts[0][0][1], first.statement):
+            # A bare seed needs no temporary.
+            _in_place(parts[0], factor, list(conditions), grid, adjoints, scaled)
+            continue
+        reach = max(abs(k) for shift_, _ in stencil for k in shift_)
+        value = factor * sympy.Add(*[_lead(g)[0] * shift(g[0][1], time=step)
+                                     for g in parts])
+        z, k, eq = temporary(value, target, grid, max(reach, 1), subdomain, edge)
         # z is computed only where the primal ran and its halo stays zero, so reading
         # it anywhere needs no guard: outside the primal's region it contributes 0.
-        temps.append(Eq(z, factor * shift(rest, time=first.step),
-                        subdomain=first.statement.subdomain))
-        for coeff, _, c in group:
-            terms.append((conditions, coeff * at_offsets(z, space=c.shift)))
+        temps.append(eq)
+        terms += [(list(conditions), k * w * at_offsets(z, space=offsets))
+                  for offsets, w in sorted(stencil, key=str)]
     for factor, group in scaled.items():
         terms += _factored(factor, group)
     if composed:
@@ -95,6 +92,33 @@ def factor(contributions, target, edge, grid, adjoints):
         temps += eqs
         terms += gathers
     return temps, terms
+
+
+def _in_place(group, factor, conditions, grid, adjoints, scaled):
+    """The terms of a group read in place (no temporary), under their step factor.
+    Where the primal ran on the whole domain, a term that vanishes with its seed needs
+    no guard: the adjoint's halo is zero (region.vanishes_outside)."""
+    for coeff, rest, c in group:
+        where = [] if needs_no_edge_guard(rest, c.statement, adjoints) else \
+            space_conditions(grid, c.statement.subdomain, c.shift)
+        scaled[factor].append((conditions + where,
+                               coeff * shift(rest, time=c.step,
+                                             space=_by_dim(c.shift, grid))))
+
+
+def _lead(group):
+    """The constant of a group's term at its first offset, and that offset."""
+    coeff, _, c = min(group, key=lambda e: e[2].shift)
+    return coeff, c.shift
+
+
+def _stencil(group, first, conditions, factor):
+    """What a group of shifted copies of one product applies, whatever the product:
+    its step, region and guards, and its weights relative to its first one. Groups
+    with equal stencils gather from one temporary, the sum of their products."""
+    lead, _ = _lead(group)
+    weights = frozenset((c.shift, coeff / lead) for coeff, _, c in group)
+    return (first.step, first.statement.subdomain, tuple(conditions), factor, weights)
 
 
 def _factored(factor, terms):
