@@ -30,10 +30,11 @@ PARAMETERS = {'visco-acoustic SLS': ('vp', 'b', 'qp'),
 def _geometry(model, nt):
     from examples.seismic import AcquisitionGeometry
     extent = [(n - 1) * h for n, h in zip(model.shape, model.spacing, strict=True)]
-    src = np.array([[extent[0] / 2, 20.0]])
-    rec = np.zeros((model.shape[0], 2))
+    src = np.array([[e / 2 for e in extent[:-1]] + [20.0]])
+    rec = np.zeros((model.shape[0], model.dim))
+    rec[:, :-1] = [e / 2 for e in extent[:-1]]
     rec[:, 0] = np.linspace(0, extent[0], model.shape[0])
-    rec[:, 1] = 30.0
+    rec[:, -1] = 30.0
     return AcquisitionGeometry(model, rec, src, 0.0, (nt - 1) * model.critical_dt,
                                f0=0.010, src_type='Ricker')
 
