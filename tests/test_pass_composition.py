@@ -28,7 +28,15 @@ from physics import (  # noqa: E402
 SIZE = dict(shape=(21, 21), nbl=6, so=8, nt=30, dtype=np.float64)
 
 
-@pytest.fixture(scope='module', params=list(PROBLEMS))
+# TTI (two fields, four parameters) builds in half a minute: in the slow run
+SLOW = {'TTI centred'}
+
+
+def _params(names):
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in names]
+
+
+@pytest.fixture(scope='module', params=_params(PROBLEMS))
 def physics(request):
     """A propagator, its adjoint map, and its primal and derived adjoint Operators."""
     model, geometry, expressions, adjoints, _ = PROBLEMS[request.param](**SIZE)
@@ -98,9 +106,7 @@ def test_structure_of_the_primal(physics):
         assert backward.count(f'{function}(') <= forward.count(f'{function}(')
 
 
-# TTI's four parameters take half a minute: in the slow run
-@pytest.mark.parametrize('name', [pytest.param(n, marks=pytest.mark.slow)
-                                  if n == 'TTI centred' else n for n in PROBLEMS])
+@pytest.mark.parametrize('name', _params(PROBLEMS))
 def test_gradients(name, rng):
     """The gradient with respect to every model parameter (``vp``, ``b``, ``qp``,
     TTI's ``epsilon``, ``delta``, ``theta`` as present; ``b`` inside the nested
