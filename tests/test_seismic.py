@@ -54,16 +54,10 @@ def test_injection_into_several_fields(exprs, rng):
     """``S.inject(field=(u.forward, v.forward), expr=...)``, as in Devito's TTI: one
     injection per field, one expression for all or one each; receivers interpolate
     ``u + v``."""
-    from devito import Eq, Grid
-    grid = Grid(shape=(21, 21), extent=(20.0, 20.0), dtype=np.float64)
-    u, v = (TimeFunction(name=n, grid=grid, space_order=2, time_order=2) for n in 'uv')
-    m = Function(name='m', grid=grid, space_order=2)
-    m.data[:] = 4.0 + rng.random(m.shape)
-    src = SparseTimeFunction(name='src', grid=grid, npoint=2, nt=12,
-                             coordinates=np.array([[5.3, 7.7], [12.1, 3.4]]))
-    rec = SparseTimeFunction(name='rec', grid=grid, npoint=3, nt=12,
-                             coordinates=np.array([[2.3, 7.7], [11.1, 13.4],
-                                                   [15., 15.5]]))
+    from devito import Eq
+    u, m, src, rec, *_ = _sparse_problem(rng)
+    grid = u.grid
+    v = TimeFunction(name='v', grid=grid, space_order=2, time_order=2)
     s = grid.stepping_dim.spacing
     expr = src * s ** 2 / m if exprs == 'one' else (src * s ** 2 / m, 2 * src)
     primal = [Eq(u.forward, 2 * u - u.backward + 0.1 * (u.laplace + v.dx2) / m),
