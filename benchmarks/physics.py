@@ -27,7 +27,15 @@ PARAMETERS = {'visco-acoustic SLS': ('vp', 'b', 'qp'),
               'self-adjoint iso': ('vp', 'b'), 'variable density': ('vp', 'b'),
               'TTI centred': ('vp', 'epsilon', 'delta', 'theta')}
 
-def _geometry(model, nt):
+def _spacing(shape, spacing):
+    if np.iterable(spacing):
+        return tuple(map(float, spacing))
+    return (float(spacing),) * len(shape)
+
+
+def _geometry(model, nt, f0=0.010, tn=None):
+    """A Ricker source of peak frequency ``f0`` (kHz) at 20 m depth, a line of
+    receivers at 30 m; ``tn`` (ms), or ``nt`` steps of the critical ``dt``."""
     from examples.seismic import AcquisitionGeometry
     extent = [(n - 1) * h for n, h in zip(model.shape, model.spacing, strict=True)]
     src = np.array([[e / 2 for e in extent[:-1]] + [20.0]])
@@ -35,11 +43,12 @@ def _geometry(model, nt):
     rec[:, :-1] = [e / 2 for e in extent[:-1]]
     rec[:, 0] = np.linspace(0, extent[0], model.shape[0])
     rec[:, -1] = 30.0
-    return AcquisitionGeometry(model, rec, src, 0.0, (nt - 1) * model.critical_dt,
-                               f0=0.010, src_type='Ricker')
+    tn = (nt - 1) * model.critical_dt if tn is None else tn
+    return AcquisitionGeometry(model, rec, src, 0.0, tn, f0=f0, src_type='Ricker')
 
 
-def visco_problem(kernel, shape, nbl, so, nt, dtype=np.float32, save=False):
+def visco_problem(kernel, shape, nbl, so, nt=None, dtype=np.float32, save=False,
+                  spacing=10.0, f0=0.010, tn=None):
     """Devito's visco-acoustic model and forward expressions (time order 2), the
     wavefields saved at every step with ``save``.
 
@@ -49,14 +58,20 @@ def visco_problem(kernel, shape, nbl, so, nt, dtype=np.float32, save=False):
         ``adjoints`` maps every field of the expressions to a new adjoint field;
         ``devito_adjoint()`` builds Devito's hand-written adjoint Operator (its
         gradient operator with ``save``).
+
+    Every problem takes the same keywords: ``shape`` and ``nbl`` (points), ``so``
+    (space order), ``nt`` (steps of the critical ``dt``) or ``tn`` (ms), ``spacing``
+    (m, one or per dimension), ``f0`` (kHz, the source's peak frequency; the
+    visco-acoustic relaxation times and the self-adjoint model's attenuation depend
+    on it), ``dtype`` and ``save``.
     """
     from examples.seismic.viscoacoustic import operators
 
     from examples.seismic import demo_model
 
     model = demo_model('layers-viscoacoustic', space_order=so, shape=shape, nbl=nbl,
-                       dtype=dtype, spacing=(10.0,) * len(shape))
-    geometry = _geometry(model, nt)
+                       dtype=dtype, spacing=_spacing(shape, spacing))
+    geometry = _geometry(model, nt, f0, tn)
     p = TimeFunction(name='p', grid=model.grid, time_order=2, space_order=so,
                      staggered=NODE, save=geometry.nt if save else None)
     eqn = operators.kernels[kernel](model, geometry, p, save=save)
@@ -73,7 +88,8 @@ def visco_problem(kernel, shape, nbl, so, nt, dtype=np.float32, save=False):
     return model, geometry, expressions, adjoints, devito_adjoint
 
 
-def self_adjoint_problem(shape, nbl, so, nt, dtype=np.float32, save=False):
+def self_adjoint_problem(shape, nbl, so, nt=None, dtype=np.float32, save=False,
+                         spacing=10.0, f0=0.010, tn=None):
     """Devito's self-adjoint variable-density iso model (``IsoFwdOperator``'s
     expressions), and its ``IsoAdjOperator`` (``IsoJacobianAdjOperator`` with
     ``save``)."""
@@ -91,10 +107,10 @@ def self_adjoint_problem(shape, nbl, so, nt, dtype=np.float32, save=False):
     b = np.full(shape, 1.0, dtype=dtype)
     b[:, shape[1] // 2:] = 1 / 2.2
     model = SeismicModel(origin=(0.0,) * len(shape), shape=shape, vp=vp, b=b,
-                         spacing=(10.0,) * len(shape), nbl=nbl, space_order=so,
+                         spacing=_spacing(shape, spacing), nbl=nbl, space_order=so,
                          dtype=dtype, bcs=lambda f, n: setup_w_over_q(
-                             f, 2 * np.pi * 0.010, 0.1, 1000.0, n, sigma=0))
-    geometry = _geometry(model, nt)
+                             f, 2 * np.pi * f0, 0.1, 1000.0, n, sigma=0))
+    geometry = _geometry(model, nt, f0, tn)
     u = TimeFunction(name='u', grid=model.grid, time_order=2, space_order=so,
                      save=geometry.nt if save else None)
     t = model.grid.time_dim
@@ -111,17 +127,25 @@ def self_adjoint_problem(shape, nbl, so, nt, dtype=np.float32, save=False):
     return model, geometry, eqn + terms, adjoints, devito_adjoint
 
 
-def tti_problem(shape, nbl, so, nt, dtype=np.float32, save=False):
+def tti_problem(shape, nbl, so, nt=None, dtype=np.float32, save=False,
+                spacing=10.0, f0=0.010, tn=None, anisotropic=False):
     """Devito's TTI model (``layers-tti``) and its centred forward expressions
     (``tti.operators.kernel_centered``, the source injected into both fields, the
     receivers interpolating ``u + v``), and its hand-written ``AdjointOperator``
-    (``JacobianAdjOperator``, a gradient with respect to ``m``, with ``save``)."""
+    (``JacobianAdjOperator``, a gradient with respect to ``m``, with ``save``).
+
+    ``layers-tti`` is isotropic in its top layer, where the source is. With
+    ``anisotropic``, epsilon, delta and theta are smooth and non-zero everywhere,
+    so that the waves feel every Thomsen parameter and the tilt.
+    """
     from examples.seismic.tti import operators
 
     from examples.seismic import demo_model
     model = demo_model('layers-tti', space_order=so, shape=shape, nbl=nbl, dtype=dtype,
-                       spacing=(10.0,) * len(shape))
-    geometry = _geometry(model, nt)
+                       spacing=_spacing(shape, spacing))
+    if anisotropic:
+        _anisotropy(model)
+    geometry = _geometry(model, nt, f0, tn)
     u, v = (TimeFunction(name=n, grid=model.grid, time_order=2, space_order=so,
                          save=geometry.nt if save else None) for n in 'uv')
     s, src, rec = model.grid.stepping_dim.spacing, geometry.src, geometry.rec
@@ -137,15 +161,25 @@ def tti_problem(shape, nbl, so, nt, dtype=np.float32, save=False):
     return model, geometry, eqn + terms, _adjoints(eqn, terms), devito_adjoint
 
 
-def variable_density_problem(shape, nbl, so, nt, dtype=np.float32, save=False):
+def _anisotropy(model):
+    """Smooth Thomsen parameters and tilt, non-zero everywhere (halo included)."""
+    z = np.linspace(0.0, 1.0, model.epsilon.data_with_halo.shape[-1])
+    x = np.linspace(0.0, 1.0, model.epsilon.data_with_halo.shape[0])[:, None]
+    model.epsilon.data_with_halo[:] = 0.15 + 0.1 * z
+    model.delta.data_with_halo[:] = 0.05 + 0.05 * z
+    model.theta.data_with_halo[:] = 0.3 + 0.4 * x * z
+
+
+def variable_density_problem(shape, nbl, so, nt=None, dtype=np.float32, save=False,
+                             spacing=10.0, f0=0.010, tn=None):
     """A variable-density acoustic ``u.dt2 = vp**2 * ((b*u.dx).dx + (b*u.dy).dy)`` on
     Devito's visco-acoustic model (its ``b``), with a damping layer; its
     ``devito_adjoint()`` is the adjoint stencil written by hand (none with
     ``save``)."""
     from examples.seismic import demo_model
     model = demo_model('layers-viscoacoustic', space_order=so, shape=shape, nbl=nbl,
-                       dtype=dtype, spacing=(10.0,) * len(shape))
-    geometry = _geometry(model, nt)
+                       dtype=dtype, spacing=_spacing(shape, spacing))
+    geometry = _geometry(model, nt, f0, tn)
     u = TimeFunction(name='u', grid=model.grid, time_order=2, space_order=so,
                      save=geometry.nt if save else None)
     s, b = model.grid.stepping_dim.spacing, model.b

@@ -23,10 +23,10 @@ checkpointing); :mod:`~devito_perforad.devito_compat` holds the workarounds for 
 
 from .api import AdjointOperator, TangentOperator, adjoint, tangent
 from .checkpoint import CheckpointedAdjoint
-from .errors import AdjointError
+from .errors import AdjointError, InternalError
 from .fields import adjoint_function
 
 __all__ = ['adjoint', 'AdjointOperator', 'CheckpointedAdjoint', 'tangent',
-           'TangentOperator', 'adjoint_function', 'AdjointError']
+           'TangentOperator', 'adjoint_function', 'AdjointError', 'InternalError']
 
 __version__ = '0.1.0'

@@ -17,7 +17,7 @@ not be saved.
 from devito import Operator
 
 from .checkpoint import CheckpointedAdjoint
-from .checks import check_inputs, check_operator_kwargs, check_options
+from .checks import check_inputs, check_numbers, check_operator_kwargs, check_options
 from .derive import derive
 from .devito_compat import build, dynamic_schedule_above_work, hoisted_halo_exchanges
 from .differentiate import partials
@@ -223,6 +223,7 @@ def tangent(expressions, tangents, subs=None, primal=True):
             out.append(stmt.eq)
         if stmt.write.field in tangents:
             out += TANGENTS[stmt.kind](stmt, partials(stmt, tangents), tangents)
+    check_numbers(out, 'tangent')
     return out
 
 

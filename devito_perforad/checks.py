@@ -42,15 +42,17 @@ from devito import (
 from devito.mpi import MPI
 from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
+from sympy import Basic
 
-from .errors import AdjointError, check_field, describe, located, short
+from .errors import AdjointError, InternalError, check_field, describe, located, short
 from .fields import is_saved, several_ranks
 from .ir.access import access_of, analyse, space_offsets
+from .ir.symbolic import unrepresentable
 from .levels import Levels, written_levels
 
 __all__ = ['check_inputs', 'check_options', 'check_operator_kwargs', 'check_halos',
            'check_time_free', 'check_primal_values', 'check_window',
-           'check_sparse_reads', 'check_buffers', 'check_checkpointed']
+           'check_sparse_reads', 'check_buffers', 'check_checkpointed', 'check_numbers']
 
 
 def check_inputs(expressions, adjoints, subs=None, what='adjoints'):
@@ -362,6 +364,48 @@ def check_halos(eqs, adjoints=None):
                                f"halo holds {halo}. {fix}")
 
 
+def check_numbers(exprs, stage):
+    """Postcondition of every pass: no number C cannot take exactly.
+
+    gcc only warns on an integer literal too large for its type, then truncates it:
+    a derived expression holding one would compile into a silently wrong adjoint.
+
+    Parameters
+    ----------
+    exprs : iterable of sympy.Basic
+        What ``stage`` produced (equations, coefficients).
+    stage : str
+        The pass, named in the message.
+
+    Raises
+    ------
+    InternalError
+        Naming ``stage`` and the first such number.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> a = sympy.Symbol('a')
+    >>> check_numbers([a / 3], 'through-write')
+    >>> try:
+    ...     check_numbers([10**30 * a], 'through-write')
+    ... except InternalError as e:
+    ...     print(e)  # doctest: +NORMALIZE_WHITESPACE
+    Internal error in the through-write pass: it produced the number
+    1000000000000000000000000000000, which C cannot represent exactly (integers
+    beyond 2**53, or rationals whose terms are not exact doubles). Nothing was
+    compiled. Please report this with your program.
+    """
+    for e in exprs:
+        bad = unrepresentable(e if isinstance(e, Basic) else getattr(e, 'expr', 0))
+        if bad:
+            raise InternalError(
+                f"Internal error in the {stage} pass: it produced the number "
+                f"{short(bad[0], 80)}, which C cannot represent exactly (integers "
+                "beyond 2**53, or rationals whose terms are not exact doubles). "
+                "Nothing was compiled. Please report this with your program.")
+
+
 def _writers(program):
     writers = defaultdict(list)
     for i, s in enumerate(program):
@@ -380,6 +424,12 @@ def check_program(program, adjoints):
     top_level = written_levels(program)
     for i, s in enumerate(program):
         w = s.write
+        bad = unrepresentable(s.rhs)
+        if bad:
+            raise located(s.eq, w.field, f"the number {short(bad[0], 40)} is beyond what "
+                          "C takes exactly (integers up to 2**53); gcc would truncate "
+                          f"it with only a warning. Write it as a float, "
+                          f"{float(bad[0])!r}.")
         if any(w.space):
             raise located(s.eq, w.field, f"the left-hand side `{w.expr}` is shifted in "
                                          "space; write at the iteration point.")

@@ -36,6 +36,7 @@ from devito.symbolics import retrieve_functions
 from .checks import (
     check_buffers,
     check_halos,
+    check_numbers,
     check_primal_values,
     check_sparse_reads,
     check_time_free,
@@ -98,6 +99,7 @@ def derive(program, adjoints, mode='gather', checkpointed=False):
     for eq in eqs:  # for debugging; messages never show derived equations
         log.debug("derived adjoint equation: %s", eq)
     check_halos(eqs, adjoints)
+    check_numbers(eqs, 'assembly')
     return eqs
 
 
@@ -135,6 +137,8 @@ def _time_loop(program, adjoints, form, checkpointed):
     flat = dict(zip(map(id, active), derivs, strict=True))
     derivs, corrections = through_saved_writes(program, active, derivs, seeds,
                                                checkpointed)
+    check_numbers([d for ds in derivs for _, d in ds]
+                  + [c.coefficient for c in corrections], 'through-write')
 
     # Walk the program backwards; each target sums its contributions in program order.
     by_statement = defaultdict(list)
@@ -148,12 +152,15 @@ def _time_loop(program, adjoints, form, checkpointed):
         by_statement[id(stmt)] += form.compose(
             stmt, RULES[stmt.kind](stmt, ds, seed, levels), seed, levels, composable)
     contributions = [c for s in active for c in by_statement[id(s)]]
+    check_numbers([c.coefficient for c in contributions], 'composition')
     if checkpointed:
         top = written_levels(program)
         for c in contributions:
             if c.via is None:
                 check_window(c.statement, c.partial, c.step, top)
-    contributions = scale_injections(cancel_parameter_terms(contributions), scales)
+    contributions = cancel_parameter_terms(contributions)
+    check_numbers([c.coefficient for c in contributions], 'cancellation')
+    contributions = scale_injections(contributions, scales)
 
     collected = {key: [] for key in _update_keys(levels, derivs)}
     for c in contributions:
@@ -161,6 +168,8 @@ def _time_loop(program, adjoints, form, checkpointed):
     collected, early, top, bottom = form.shift_time(collected, adjoints, levels,
                                                     checkpointed)
     updates = [_update(key, cs, form, grid, adjoints) for key, cs in collected.items()]
+    check_numbers([e for u in updates for _, e in u.terms]
+                  + [t.rhs for u in updates for t in u.temps], 'factoring')
     updates += [Update(h, None, None, terms=tuple(terms), early=True)
                 for h, terms in early.items()]
 

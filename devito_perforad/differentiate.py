@@ -28,7 +28,7 @@ from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
 
 from .ir.access import access_of, at_offsets
-from .ir.symbolic import Select
+from .ir.symbolic import Select, unrepresentable
 
 __all__ = ['partials', 'partials_of', 'linearised', 'plain', 'through_write',
            'pointwise_factor', 'cancelled']
@@ -140,6 +140,14 @@ def through_write(statement, access, written):
     the whole stencil of the primal field, only its centre values. This is the
     discrete form of the hand-written gradient's ``u * v.dt2``.
 
+    ``a`` is found as written in the primal: the factors of ``h`` that multiply the
+    off-centre values, standing in the right-hand side as factors of one product.
+    Replaced there by a symbol ``A``, ``b = B0 + A B1`` (``B1`` the centre of the
+    stencil), and ``dR/dh = B0' + A B1' + (a'/a) (y - B0)``: the stencil's centre
+    cancels symbolically, with the primal's own floating-point weights, and
+    ``a'/a`` is the logarithmic derivative of the primal's factors. No rational
+    arithmetic reaches the result.
+
     Parameters
     ----------
     statement : Statement
@@ -169,8 +177,8 @@ def through_write(statement, access, written):
     >>> d
     -(u(time, x - h_x) + u(time, x + h_x))/m(x)**2
     >>> new, ratio = through_write(stmt, a, stmt.write.expr)
-    >>> new
-    (2*u(time, x) - u(time - dt, x) - u(time + dt, x))/m(x)
+    >>> new, ratio
+    (-(-2*u(time, x) + u(time - dt, x) + u(time + dt, x))/m(x), -1/m(x))
     """
     offcentre = [a for a in statement.reads
                  if any(a.space) and a.time is not None]
@@ -178,48 +186,65 @@ def through_write(statement, access, written):
         return None
     symbols = {a.expr: sympy.Dummy(a.field.name, real=True) for a in statement.reads}
     back = {s: e for e, s in symbols.items()}
-    # exact decimal fractions for the stencil's weights, so that the centre terms of
-    # the stencil cancel exactly in the rewritten partial
-    rhs = _rational(plain(statement.rhs).xreplace(symbols))
+    rhs = plain(statement.rhs).xreplace(symbols)
     h, off = symbols[access.expr], [symbols[a.expr] for a in offcentre]
-    coefficients = [sympy.diff(rhs, r) for r in off]
-    if any(c.has(*off) for c in coefficients):
-        return None  # not linear in the stencil's off-centre values
-    c0 = coefficients[0]
-    ratio = sympy.cancel(sympy.diff(c0, h) / c0)
-    if ratio == 0 or not all(_same_ratio(sympy.cancel(sympy.diff(c, h) / c), ratio, h)
-                             for c in coefficients[1:]):
-        return None  # no common pointwise coefficient a(h): c = a(h) * g, dg/dh = 0
-    base = rhs.xreplace({r: 0 for r in off})
-    rewritten = sympy.diff(base, h) + ratio * (sympy.Dummy('y') - base)
-    y = rewritten.free_symbols - set(back) - rhs.free_symbols
-    back.update({s: written for s in y})
-    return (_floats(_subgradients(sympy.cancel(rewritten))).xreplace(back),
-            _floats(ratio).xreplace(back))
+    a = sympy.diff(rhs, off[0]).as_independent(h, as_Add=False)[1]
+    if not a.has(h):
+        return None  # the parameter does not multiply the stencil
+    A = sympy.Dummy('a')
+    lifted = _lifted(rhs, a, A)
+    for r in off:
+        c = sympy.diff(lifted, r)
+        g = c / A
+        if c != 0 and (not c.has(A) or g.has(A) or g.has(h) or g.has(*off)):
+            return None  # not a(h) * g: g free of h and of the stencil's values
+    base = lifted.xreplace({r: 0 for r in off})
+    centre = sympy.diff(base, A)
+    if centre.has(A):
+        return None
+    rest = base.xreplace({A: 0})
+    ratio = _log_derivative(a, h)
+    y = sympy.Dummy('y')
+    rewritten = (sympy.diff(rest, h) + a * sympy.diff(centre, h)
+                 + ratio * (y - rest))
+    back[y] = written
+    return (_subgradients(rewritten.xreplace({A: a})).xreplace(back),
+            ratio.xreplace(back))
 
 
-def _rational(expr):
-    """``expr`` with its floats as the decimal fractions they print as."""
-    return expr.xreplace({f: sympy.Rational(str(f)) for f in expr.atoms(sympy.Float)})
+def _lifted(expr, a, symbol):
+    """``expr`` with ``a``'s factors, where they stand together in one product, as
+    ``symbol``."""
+    factors = sympy.Mul.make_args(a)
+
+    def visit(e):
+        if not e.args or isinstance(e, AbstractFunction):
+            return e
+        args = [visit(x) for x in e.args]
+        e = e.func(*args) if args != list(e.args) else e
+        if isinstance(e, sympy.Mul):
+            rest = list(e.args)
+            for f in factors:
+                if f not in rest:
+                    return e
+                rest.remove(f)
+            return symbol * sympy.Mul(*rest)
+        return e
+    return visit(expr)
 
 
-def _floats(expr):
-    """``expr`` with its non-integer rationals as floats (17 digits)."""
-    return expr.xreplace({r: sympy.Float(r, 17) for r in expr.atoms(sympy.Rational)
-                          if not r.is_Integer})
-
-
-def _same_ratio(a, b, h):
-    """Whether the log-derivatives ``a`` and ``b`` by ``h`` agree: exactly, or, where
-    both read ``h`` alone (``a(h) = c h**n``), up to the rounding of the stencil's
-    floating-point weights (``2.0/h`` against ``2/h``)."""
-    delta = sympy.cancel(a - b)
-    if delta == 0:
-        return True
-    if not (a.free_symbols | b.free_symbols) <= {h}:
-        return False
-    return all(abs(complex(delta.subs(h, v))) <= 1e-12 * abs(complex(b.subs(h, v)))
-               for v in (0.5, 1.0, 3.0))
+def _log_derivative(a, h):
+    """``a'/a`` by ``h``, factor by factor: ``sum_i e_i f_i'/f_i`` for
+    ``a = prod_i f_i**e_i``, in the factors' own form."""
+    out = sympy.S.Zero
+    for f in sympy.Mul.make_args(a):
+        if not f.has(h):
+            continue
+        base, e = f.as_base_exp()
+        if e.has(h):
+            base, e = f, sympy.S.One
+        out += e * sympy.diff(base, h) / base
+    return out
 
 
 def pointwise_factor(statement):
@@ -292,4 +317,6 @@ def cancelled(expr, limit=400):
                enumerate(sorted(apps, key=lambda a: (a.function.name, str(a))))}
     back = {s: a for a, s in symbols.items()}
     new = sympy.factor(sympy.cancel(expr.xreplace(symbols))).xreplace(back)
+    if unrepresentable(new):
+        return expr  # a common denominator past what C takes exactly
     return new if sympy.count_ops(new) < before else expr

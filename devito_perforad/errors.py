@@ -5,7 +5,7 @@ from devito.operations.interpolators import Injection, Interpolation
 from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
 
-__all__ = ['AdjointError']
+__all__ = ['AdjointError', 'InternalError']
 
 WIDTH = 100  # an equation longer than this is named by what it writes
 
@@ -36,6 +36,32 @@ class AdjointError(ValueError):
     ...     print(e)  # doctest: +NORMALIZE_WHITESPACE
     In `Eq(w(x), u[x + 1])`: indexed notation `u[...]` is not supported; write
     accesses as function applications (`u.forward`, `u.shift(...)`).
+    """
+
+
+class InternalError(RuntimeError):
+    """A bug in devito-perforad, caught before Devito compiles anything.
+
+    A postcondition of the derivation failed: for example a pass produced a number
+    that C cannot represent exactly, which gcc would truncate with only a warning,
+    giving a silently wrong adjoint. The message names the pass; please report it
+    with the program that raised it.
+
+    Parameters
+    ----------
+    message : str
+        The pass at fault and what it produced.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> from devito_perforad import InternalError
+    >>> from devito_perforad.checks import check_numbers
+    >>> try:
+    ...     check_numbers([2**64 * sympy.Symbol('a')], 'composition')
+    ... except InternalError as e:
+    ...     print(str(e).split(':')[0])
+    Internal error in the composition pass
     """
 
 

@@ -1,6 +1,5 @@
 """passes/composition.py: nested derivatives reversed as compositions. The adjoints of
-Devito's visco-acoustic, self-adjoint and variable-density propagators are exact,
-their gradients with respect to every model parameter match finite differences, and
+Devito's visco-acoustic, self-adjoint and variable-density propagators are exact, and
 each time step runs the primal's structure: as many loop nests and temporaries (one
 more: the seeds' product), no coefficient read at more offsets than the primal reads
 it, no transcendental function in the time loop."""
@@ -11,14 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import dot_test, parameter_fd_test
+from conftest import dot_test
 from devito import Eq, Function, Grid, Operator, SubDomain, TimeFunction
 
 from devito_perforad import AdjointOperator, adjoint_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
 from physics import (  # noqa: E402
-    PARAMETERS,
     PROBLEMS,
     variable_density_problem,
 )
@@ -104,23 +102,6 @@ def test_structure_of_the_primal(physics):
             f"{name} read at more offsets than in the primal"
     for function in ('sqrt', 'pow', 'exp', 'sin', 'cos'):
         assert backward.count(f'{function}(') <= forward.count(f'{function}(')
-
-
-@pytest.mark.parametrize('name', _params(PROBLEMS))
-def test_gradients(name, rng):
-    """The gradient with respect to every model parameter (``vp``, ``b``, ``qp``,
-    TTI's ``epsilon``, ``delta``, ``theta`` as present; ``b`` inside the nested
-    derivatives), the wavefields saved, against a 4th-order central difference, space
-    order 4."""
-    model, geometry, expressions, adjoints, _ = PROBLEMS[name](
-        **dict(SIZE, so=4, save=True))
-    src, rec = (e.interpolator.sfunction for e in expressions[-2:])
-    src.data[:] = rng.standard_normal(src.data.shape)
-    state = {f: fb for f, fb in adjoints.items() if f is not src}
-    parameters = [getattr(model, p) for p in PARAMETERS[name]]
-    apply = dict(dt=model.critical_dt, time_M=geometry.nt - 2)
-    assert parameter_fd_test(expressions, state, parameters, rec, apply, rng=rng,
-                             subs=model.spacing_map) < 1e-7
 
 
 @pytest.mark.parametrize('so', [2, 8])

@@ -22,7 +22,7 @@ from devito.types.basic import AbstractFunction
 from .access import access_of
 from .names import current
 
-__all__ = ['Select', 'shift', 'pin', 'finite']
+__all__ = ['Select', 'shift', 'pin', 'finite', 'unrepresentable']
 
 
 class Select(InlineIf):
@@ -147,3 +147,37 @@ def finite(expr):
     if isinstance(expr, _FINITE_HEADS) or getattr(expr, 'is_Relational', False):
         return all(finite(a) for a in expr.args)
     return False
+
+
+EXACT = 2 ** 53  # integers up to this magnitude are exact as doubles and as int64
+
+
+def unrepresentable(expr):
+    """The numbers of ``expr`` that C cannot take exactly as Devito prints them.
+
+    Devito prints an integer as an integer literal and a rational ``p/q`` as
+    ``p.0F/q.0F``: an integer beyond ``2**53`` in magnitude overflows ``int64`` or
+    loses digits in floating-point arithmetic (gcc only warns, then truncates), and
+    so does a rational whose numerator or denominator is not exact as a double. A
+    float must be finite.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> a = sympy.Symbol('a')
+    >>> unrepresentable(sympy.Rational(1, 3) * a + 2**52 * a**2 + 0.1 * a**3)
+    []
+    >>> unrepresentable(16384000000000018432000000000005120 * a + a**2 / 3)
+    [16384000000000018432000000000005120]
+    """
+    bad = []
+    for n in sympy.preorder_traversal(expr):
+        if isinstance(n, sympy.Integer):
+            if abs(int(n)) > EXACT:
+                bad.append(n)
+        elif isinstance(n, sympy.Rational):
+            if any(float(k) != k for k in (n.p, n.q)):
+                bad.append(n)
+        elif isinstance(n, sympy.Number) and not n.is_finite:
+            bad.append(n)  # inf, nan
+    return sorted(set(bad), key=sympy.default_sort_key)

@@ -1,0 +1,166 @@
+"""No number that C cannot take exactly reaches the generated code.
+
+gcc only warns on an integer literal too large for its type, then truncates it: a
+derived operator holding one computes a wrong adjoint with no error. Three layers stop
+it: the passes that do exact arithmetic bring their results back to floating-point
+numbers C takes as written; a guard after every pass raises an ``InternalError`` that
+names the pass; and in this test suite every Operator is compiled with ``-Werror``
+(``conftest._compiler_warnings_are_errors``).
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import sympy
+from codepy import CompileError
+from conftest import make_grid
+from devito import Eq, Function, Operator, TimeFunction
+
+from devito_perforad import (
+    AdjointError,
+    InternalError,
+    adjoint,
+    adjoint_function,
+    tangent,
+)
+from devito_perforad import derive as derive_module
+from devito_perforad.differentiate import cancelled, partials, plain, through_write
+from devito_perforad.ir.access import analyse
+from devito_perforad.ir.symbolic import unrepresentable
+
+BIG = sympy.Integer(2) ** 64
+
+
+def test_compiler_warnings_fail_the_tests():
+    """The suite's compiler hook: the literal gcc truncates with a warning fails the
+    build instead."""
+    grid = make_grid(1)
+    f, g = Function(name='f', grid=grid), Function(name='g', grid=grid)
+    with pytest.raises(CompileError):
+        _ = Operator(Eq(f, BIG * 1000 * g + g * g)).cfunction
+
+
+def _sls_statement(f0):
+    """Devito's visco-acoustic SLS memory-variable update, the source frequency
+    ``f0`` entering its coefficients as ``1/f0`` (``66.6666666666667`` for 0.015)."""
+    from examples.seismic.viscoacoustic import operators
+
+    from examples.seismic import AcquisitionGeometry, demo_model
+    model = demo_model('layers-viscoacoustic', shape=(15, 13), spacing=(10.0, 8.0),
+                       nbl=4, space_order=4, dtype=np.float64)
+    geometry = AcquisitionGeometry(model, np.array([[50.0, 30.0]]),
+                                   np.array([[50.0, 20.0]]), 0.0, 50.0, f0=f0,
+                                   src_type='Ricker')
+    p = TimeFunction(name='p', grid=model.grid, time_order=2, space_order=4,
+                     save=geometry.nt)
+    return analyse(operators.kernels['sls'](model, geometry, p, save=True)), model
+
+
+@pytest.mark.parametrize('f0', [0.010, 0.012, 0.015])
+def test_through_write_keeps_the_primal_numbers(f0):
+    """The qp partial through the saved write (the silently wrong gradient of a
+    30-digit integer): no number C cannot take, no high powers of ``qp``, only the
+    centre values of the stencil, and the same value as the partial it replaces."""
+    program, model = _sls_statement(f0)
+    for stmt in program:
+        ((a, d),) = [(a, d) for a, d in partials(stmt, {model.qp})]
+        new, ratio = through_write(stmt, a, stmt.write.expr)
+        assert unrepresentable(new) == [] and unrepresentable(ratio) == []
+        powers = [p.exp for p in new.atoms(sympy.Pow) if p.base.has(model.qp)]
+        assert max(abs(e) for e in powers) <= 3
+        assert not any(any(r.space) for r in analyse([Eq(stmt.write.expr, new)])[0].reads
+                       if r.field.name == 'p')
+        # the rewrite equals the partial once the written value is substituted back
+        rng = np.random.default_rng(0)
+        values = {r.expr: 35.0 if r.field is model.qp else 1.5 + rng.random()
+                  for r in stmt.reads}
+        rhs, d, new = (plain(e) for e in (stmt.rhs, d, new))
+        values.update({s: 0.5 + rng.random() for s in rhs.free_symbols
+                       | d.free_symbols | new.free_symbols if s not in values})
+        written = float(rhs.xreplace(values))
+        got = float(new.xreplace({stmt.write.expr: written}).xreplace(values))
+        want = float(d.xreplace(values))
+        assert abs(got - want) <= 1e-10 * abs(want)
+
+
+def test_cancellation_refuses_an_unrepresentable_denominator():
+    """Cancelling over a common denominator can multiply representable numbers into
+    one that is not (``2**30 * 3**19``): the expression is then kept as it was."""
+    grid = make_grid(1)
+    f, g = Function(name='f', grid=grid), Function(name='g', grid=grid)
+    d = g / 2 ** 30 + sympy.Rational(1, 3 ** 19)
+    expr = f / d + f * g / d
+    assert unrepresentable(expr) == []
+    assert unrepresentable(sympy.cancel(expr)) != []
+    assert unrepresentable(cancelled(expr)) == []
+
+
+def _wave():
+    grid = make_grid(2, 4)
+    u = TimeFunction(name='u', grid=grid, space_order=4, time_order=2, save=6)
+    m = Function(name='m', grid=grid, space_order=4)
+    m.data[:] = 1.0
+    b = Function(name='b', grid=grid, space_order=4)
+    b.data[:] = 1.0
+    nested = sum((b * u.diff(d)).diff(d) for d in grid.dimensions)
+    primal = [Eq(u.forward, 2 * u - u.backward + 0.1 * nested / m)]
+    return primal, {u: adjoint_function(u), m: adjoint_function(m),
+                    b: adjoint_function(b)}
+
+
+def _bigger(contributions):
+    return [replace(c, coefficient=BIG * c.coefficient) for c in contributions]
+
+
+# each pass, made to produce a big integer, and the name the guard gives it
+BROKEN = {
+    'through-write': ('through_saved_writes', lambda f: lambda *a: (
+        [[(acc, BIG * d) for acc, d in ds] for ds in f(*a)[0]], f(*a)[1])),
+    'cancellation': ('cancel_parameter_terms', lambda f: lambda cs: _bigger(f(cs))),
+    'factoring': ('_update', lambda f: lambda *a: replace(
+        f(*a), terms=tuple((k, BIG * e) for k, e in f(*a).terms))),
+    'assembly': ('_emit', lambda f: lambda *a: [
+        e.func(e.lhs, BIG * e.rhs) if isinstance(e, Eq) else e for e in f(*a)]),
+}
+
+
+@pytest.mark.parametrize('stage', sorted(BROKEN))
+def test_guard_names_the_pass(stage, monkeypatch):
+    """A pass that produced a number C cannot take fails here, naming the pass,
+    before anything is compiled."""
+    name, broken = BROKEN[stage]
+    monkeypatch.setattr(derive_module, name, broken(getattr(derive_module, name)))
+    primal, adjoints = _wave()
+    with pytest.raises(InternalError, match=f'in the {stage} pass'):
+        adjoint(primal, adjoints)
+
+
+def test_guard_names_the_composition_pass(monkeypatch):
+    form = derive_module.FORMS['gather']
+    compose = form.compose
+    monkeypatch.setattr(form, 'compose', lambda *a: _bigger(compose(*a)))
+    primal, adjoints = _wave()
+    with pytest.raises(InternalError, match='in the composition pass'):
+        adjoint(primal, adjoints)
+
+
+def test_guard_on_the_tangent(monkeypatch):
+    from devito_perforad import api
+    partials_of = api.partials
+    monkeypatch.setattr(api, 'partials', lambda *a: [
+        (acc, BIG * d) for acc, d in partials_of(*a)])
+    primal, tangents = _wave()
+    with pytest.raises(InternalError, match='in the tangent pass'):
+        tangent(primal, tangents)
+
+
+def test_a_number_in_the_primal_that_c_truncates():
+    """The user's own program holds such a number: an error that names the
+    equation, before anything is derived."""
+    primal, adjoints = _wave()
+    (u,) = [f for f in adjoints if f.is_TimeFunction]
+    with pytest.raises(AdjointError, match=(
+            r'In `Eq\(u\(time \+ dt, x, y\), 18446744073709551616'
+            r'\*u\(time, x, y\)\)`.*Write it as a float, 1.84467440737095')):
+        adjoint([Eq(u.forward, BIG * u)], {u: adjoints[u]})
