@@ -430,6 +430,12 @@ def check_program(program, adjoints):
                           "C takes exactly (integers up to 2**53); gcc would truncate "
                           f"it with only a warning. Write it as a float, "
                           f"{float(bad[0])!r}.")
+        if w.time is not None and any(a.field is w.field and a.time is not None
+                                      and a.time > w.time for a in s.reads):
+            raise located(s.eq, w.field, f"`{w.expr}` is computed from later levels: the "
+                          "program runs backward in time, which is not supported. "
+                          "Differentiate the forward-running program (writing "
+                          f"`{w.field.name}.forward`); its adjoint runs backward.")
         if any(w.space):
             raise located(s.eq, w.field, f"the left-hand side `{w.expr}` is shifted in "
                                          "space; write at the iteration point.")

@@ -258,7 +258,24 @@ def test_something_else_in_the_list():
     grid = make_grid(1, 2)
     u = Function(name='u', grid=grid)
     message = error_of(lambda: adjoint([Eq(u, 1), 3.5], {u: adjoint_function(u)}))
-    assert '`3.5` is a float, not a devito Eq/Inc' in message
+    assert '`3.5` is a float, not a devito Eq, Inc' in message
+
+
+def test_a_bare_expression_in_the_list():
+    grid = make_grid(1, 2)
+    u, w = Function(name='u', grid=grid), Function(name='w', grid=grid)
+    message = error_of(lambda: adjoint([Eq(w, u), u + 1], {u: adjoint_function(u),
+                                                           w: adjoint_function(w)}))
+    assert '`u(x) + 1` is an expression, not an equation: wrap it in `Eq(' in message
+
+
+def test_a_program_running_backward_in_time():
+    grid = make_grid(1, 2)
+    u = TimeFunction(name='u', grid=grid, space_order=2)
+    message = error_of(lambda: adjoint([Eq(u.backward, u + u.dx)],
+                                       {u: adjoint_function(u)}))
+    assert 'runs backward in time, which is not supported' in message
+    assert 'u.forward' in message
 
 
 def test_no_equations():
@@ -352,3 +369,47 @@ def test_primal_stencil_past_its_halo_names_the_short_equation():
                                        {u: adjoint_function(u), w: adjoint_function(w)}))
     assert message.startswith('In `Eq(w(x), u(x + 2*h_x))`, field `u`: `u` is read 2 '
                               'points away along `x` but its halo holds 1')
+
+
+# -- what the README says is not supported yet ------------------------------------------
+
+def _unsupported():
+    """Per row of the README's table of what is not supported yet: the program that
+    shows it, the error type and message it gets."""
+    from devito import NODE, VectorTimeFunction, grad
+    grid = make_grid(2, 2)
+    x = grid.dimensions[0]
+    p = TimeFunction(name='p', grid=grid, space_order=2, staggered=NODE)
+    vx = TimeFunction(name='vx', grid=grid, space_order=2, staggered=x)
+    v = VectorTimeFunction(name='v', grid=grid, space_order=2)
+    pb = adjoint_function(p)
+    return {
+        'staggered grids': lambda: adjoint(
+            [Eq(vx.forward, vx + p.dx), Eq(p.forward, p + vx.forward.dx)],
+            {vx: adjoint_function(vx), p: pb}),
+        'vector and tensor equations': lambda: adjoint(
+            [Eq(v.forward, v + grad(p))], {v[0]: adjoint_function(v[0]),
+                                            v[1]: adjoint_function(v[1]), p: pb}),
+        'a Devito `Operator`': lambda: adjoint(Operator([Eq(p.forward, p + 1)]),
+                                                {p: pb}),
+        'several `Eq`': lambda: adjoint([Eq(p.forward, p + 1), Eq(p.forward, 2 * p)],
+                                         {p: pb}),
+        'programs running backward': lambda: adjoint([Eq(p.backward, p + p.dx)],
+                                                      {p: pb}),
+    }
+
+
+def test_the_readme_names_the_errors_of_what_is_not_supported():
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
+    table = readme[readme.index('Not yet supported'):readme.index('## The main job')]
+    rows = [r.split(' | ') for r in table.splitlines() if r.startswith('| ')
+            and not r.startswith('| what') and not r.startswith('|---')]
+    cases = _unsupported()
+    assert len(rows) == len(cases)
+    for what, kind, phrase in rows:
+        (name,) = [n for n in cases if what.strip('| ').startswith(n)]
+        kind = {'`AdjointError`': AdjointError, '`TypeError`': TypeError}[kind]
+        message = error_of(cases[name], kind)
+        for part in phrase.strip('| `').split(' ... '):
+            assert part in message, (what, part, message)

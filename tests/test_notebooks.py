@@ -115,6 +115,17 @@ def documented_phrases():
             for phrase in re.findall(r'`` (.+?) ``', line)]
 
 
+def test_performance_doc_is_up_to_date():
+    """Every figure of docs/performance.md is written from benchmarks/results/."""
+    make = _load(DOCS / 'make_performance.py')
+    text = (DOCS / 'performance.md').read_text()
+    assert text == make.render(text), \
+        "docs/performance.md disagrees with benchmarks/results/: run `python " \
+        "docs/make_performance.py`"
+    keys = {key for key, _, _ in make.BLOCK.findall(text)}
+    assert keys == set(make.BLOCKS), "a generated block is missing from the doc"
+
+
 def test_troubleshooting_phrases_occur_in_the_source():
     messages = adjoint_error_messages()
     phrases = documented_phrases()

@@ -237,8 +237,12 @@ def _statements(eq, subs):
     if isinstance(eq, (Injection, Interpolation)):
         return _sparse_statements(eq, subs)
     if not isinstance(eq, Eq):
+        if isinstance(eq, sympy.Expr):
+            raise AdjointError(f"`{describe(eq, 60)}` is an expression, not an "
+                               "equation: wrap it in `Eq(field, ...)` (or `Inc`), "
+                               "naming the field it computes.")
         raise AdjointError(f"`{describe(eq, 60)}` is a {type(eq).__name__}, not a devito "
-                           "Eq/Inc, injection or interpolation.")
+                           "Eq, Inc, injection or interpolation.")
     evaluated = eq.evaluate
     lhs, rhs = evaluated.lhs, substitute(evaluated.rhs, subs)
     if retrieve_indexed(lhs) or retrieve_indexed(rhs):
@@ -248,6 +252,10 @@ def _statements(eq, subs):
     if not (isinstance(lhs, AbstractFunction)
             or isinstance(getattr(lhs, 'function', None), AbstractFunction)
             and lhs.is_Function):
+        if isinstance(lhs, sympy.MatrixBase):
+            raise AdjointError(f"In `{describe(eq)}`: vector and tensor equations (and "
+                               "the staggered fields they hold) are not supported yet; "
+                               "only scalar equations on the grid's nodes are.")
         raise AdjointError(f"In `{describe(eq)}`: the left-hand side `{lhs}` is not a "
                            "field.")
     reads = _reads(eq, rhs)

@@ -15,7 +15,11 @@ A complete, small 2D acoustic FWI:
 * **gradient**: the adjoint of those very equations w.r.t. ``vp``, derived by
   :class:`devito_perforad.AdjointOperator`; one adjoint sweep per shot, the shots'
   gradients summed. With ``--checkpointing`` the wavefield stays buffered and is
-  recomputed from Revolve snapshots (bounded memory);
+  recomputed from Revolve snapshots (bounded memory). The checkpointed gradient is the
+  same up to rounding: the saved and the buffered adjoints are different Operators,
+  whose float32 arithmetic rounds differently, so that float32 misfits part from the
+  fifth or sixth digit after a few iterations; with ``--dtype float64`` they agree to
+  about twelve digits;
 * **shots in parallel**: ``--workers N`` spreads the shots over N processes, each
   with its own copy of the model and operators (built once per process), and sums
   their misfits and gradients. Each process may itself be an MPI job (Devito's domain
@@ -87,6 +91,9 @@ MIN_POINTS = 11   # grid points per direction: wells 2 points in from either sid
 # The paragraph on the cross-well artefacts, printed with the figures.
 CROSSWELL = ' '.join(__doc__[__doc__.index('In this cross-well'):]
                      .split('\n\n')[0].split())
+# The arguments the figures' description holds for.
+SETUP = ('shape', 'spacing', 'nbl', 'space_order', 'shots', 'iterations', 'tn', 'f0',
+         'vmin', 'vmax')
 RICKER_FMAX = 2.5  # highest frequency that matters, in f0: the Ricker amplitude
 #                    spectrum is down to 3 % of its peak there
 
@@ -112,8 +119,12 @@ def parse_args(argv=None):
                         help='processes the shots are spread over')
     parser.add_argument('--checkpointing', action='store_true',
                         help='buffered wavefield + Revolve checkpointing')
+    parser.add_argument('--dtype', choices=('float32', 'float64'), default='float32',
+                        help='precision of the model, wavefields and data')
     args = parser.parse_args(argv)
     check_args(parser, args)
+    # the notes printed with the figures describe the default set-up only
+    args.default_setup = all(getattr(args, k) == parser.get_default(k) for k in SETUP)
     return args
 
 
@@ -145,6 +156,16 @@ def check_args(parser, args):
          f"--shape must have at least {smallest} points in each direction with "
          f"--space-order {so} (got {' '.join(map(str, args.shape))}): 2 * space order "
          f"+ 1 for the stencil and at least {MIN_POINTS} for the wells and the disc")
+    # sources evenly down the left well, over 80 % of its depth: one grid point apart
+    # at least, or they would stack
+    most = int(0.8 * (args.shape[1] - 1)) + 1
+    need(args.shots <= most,
+         f"--shots {args.shots} is more than the {most} grid points of the source well "
+         f"(80 % of --shape's {args.shape[1]} in depth): the sources would stack; use at "
+         f"most {most} shots or a deeper --shape")
+    need(not os.path.exists(args.out) or os.path.isdir(args.out),
+         f"--out {args.out} is a file; give a folder for the figures (created if "
+         "missing)")
     positive('--spacing', args.spacing, 'metres')
     positive('--tn', args.tn, 'milliseconds')
     positive('--f0', args.f0, 'kHz')
@@ -226,7 +247,7 @@ def plot_results(out, extent, vp_true, vp0, vp_inv, grad0, history, src_coords,
                                   ('model_initial', 'Initial model', vp0),
                                   ('model_inverted', 'Inverted model', vp_inv)]:
             draw_map(name, title, data, 'vp (km/s)', vmin=vlim[0], vmax=vlim[1],
-                     cmap='jet')
+                     cmap='viridis')
         # J = 1/2 sum(residual**2), the receiver data in arbitrary units (a.u.)
         clip = float(np.abs(grad0).max()) or 1.
         draw_map('gradient_first', 'First gradient (tapered at the wells)', grad0,
@@ -262,7 +283,7 @@ class Shots:
         self.model = model = demo_model(
             'circle-isotropic', shape=shape, spacing=spacing, nbl=nbl, space_order=so,
             vp_circle=VP_DISC, vp_background=VP_INITIAL, r=int(0.15 * min(shape)),
-            dtype=np.float32)
+            dtype=getattr(np, args.dtype))
         self.vp_true = model.vp.data.copy()  # padded; for the observed data only
 
         # Cross-well geometry: sources down the left well, receivers down the right.
@@ -320,7 +341,7 @@ class Shots:
         data = []
         for shot in shots:
             self.forward(shot)
-            data.append(self.rec.data.copy())
+            data.append(np.array(self.rec.data))  # a plain array: Data do not pickle
         self.model.vp.data[:] = VP_INITIAL
         return data
 
@@ -410,6 +431,16 @@ class NonFiniteMisfitError(RuntimeError):
         self.evaluation = evaluation
 
 
+class NoIterationError(RuntimeError):
+    """L-BFGS-B stopped before its first iteration: nothing to invert."""
+
+    def __init__(self, reason):
+        super().__init__(
+            f"L-BFGS-B stopped before its first iteration ({reason}): the data hold "
+            "too little misfit to invert. Raise --tn so that the waves reach the "
+            "receivers; no figures written")
+
+
 def ratio(a, b):
     return a / b if b else float('nan')
 
@@ -422,7 +453,7 @@ def main(argv=None):
     pool = Pool(args)
     try:
         return invert(args, pool, local or _shots, tstart)
-    except NonFiniteMisfitError as err:
+    except (NonFiniteMisfitError, NoIterationError) as err:
         print(f"fwi.py: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
     finally:
@@ -446,7 +477,7 @@ def invert(args, pool, shots, tstart):
 
     # --- Initial model and the inversion.
     vp_true = shots.vp_true
-    vp_init = np.full(vp_true.shape, VP_INITIAL, dtype=np.float32)
+    vp_init = np.full(vp_true.shape, VP_INITIAL, dtype=vp_true.dtype)
     mask = well_taper(shape, args.spacing, shots.src_x, shots.rec_x)
     stats = {'evals': 0, 'last': None}
 
@@ -477,14 +508,16 @@ def invert(args, pool, shots, tstart):
                       bounds=[(args.vmin, args.vmax)] * x0.size,
                       options={'maxiter': args.iterations, 'maxfun': 4 * args.iterations})
     vp_inv = result.x.reshape(shape)
+    if result.nit == 0:
+        raise NoIterationError(result.message)
 
     true_phys, init_phys = vp_true[shots.inner], vp_init[shots.inner]
     err0 = np.linalg.norm(init_phys - true_phys) / np.linalg.norm(true_phys)
     err1 = np.linalg.norm(vp_inv - true_phys) / np.linalg.norm(true_phys)
     print(f"\nL-BFGS-B: {result.nit} iterations, {stats['evals']} misfit/gradient "
           f"evaluations ({result.message})")
-    print(f"initial misfit = {history[0]:.5e}")
-    print(f"final misfit = {history[-1]:.5e} (reduced by a factor "
+    print(f"initial misfit = {history[0]:.12e}")
+    print(f"final misfit = {history[-1]:.12e} (reduced by a factor "
           f"{ratio(history[0], history[-1]):.1f})")
     print(f"relative model error ||vp - vp_true|| / ||vp_true||: initial = {err0:.4f}, "
           f"final = {err1:.4f}")
@@ -492,7 +525,8 @@ def invert(args, pool, shots, tstart):
                          g0.reshape(shape), history, shots.src_coords,
                          shots.rec_coords)
     print(f"figures written: {', '.join(files)}")
-    print(f"about the figures: {CROSSWELL}")
+    if args.default_setup:
+        print(f"about the figures: {CROSSWELL}")
     print(f"total time {time.perf_counter() - tstart:.1f} s")
     return history, (err0, err1)
 
