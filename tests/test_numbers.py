@@ -164,3 +164,32 @@ def test_a_number_in_the_primal_that_c_truncates():
             r'In `Eq\(u\(time \+ dt, x, y\), 18446744073709551616'
             r'\*u\(time, x, y\)\)`.*Write it as a float, 1.84467440737095')):
         adjoint([Eq(u.forward, BIG * u)], {u: adjoints[u]})
+
+
+def test_composition_temporaries_keep_numbers_c_takes():
+    """``passes/composition`` shares a temporary between sums equal up to a constant by
+    making their weights' ratios exact binary fractions: the fractions' terms stay
+    exact doubles, even for ratios far from 1, and the sum is unchanged."""
+    from devito_perforad.passes.composition import _normalised
+    a, b, c = sympy.symbols('a b c')
+    value = 66.6666666666667 * a + 0.015 * b + 1e-300 * c + sympy.Rational(1, 3) * a * b
+    k, normal = _normalised(value)
+    assert unrepresentable(normal) == [] and unrepresentable(k) == []
+    point = {a: 0.3, b: 1.7, c: 2.9}
+    assert abs(float((k * normal).subs(point)) - float(value.subs(point))) <= 1e-15 * abs(
+        float(value.subs(point)))
+
+
+def test_offsets_are_whole_numbers():
+    """``ir/access`` and ``ir/composition`` read offsets with ``nsimplify``: only
+    whole numbers of grid spacings come out, as Python integers, so no exact
+    rational of theirs reaches the C."""
+    from devito_perforad.ir.access import access_of
+    from devito_perforad.ir.composition import _offsets
+    grid = make_grid(2, 4)
+    x, y = grid.dimensions
+    u = TimeFunction(name='u', grid=grid, space_order=4)
+    app = u.subs({x: x + 1.0 * x.spacing, y: y - 2 * y.spacing})
+    assert access_of(app).space == (1, -2)
+    assert _offsets(app.subs(grid.time_dim, grid.stepping_dim), grid) == (0, 1, -2)
+    assert all(type(k) is int for k in _offsets(app, grid))

@@ -176,8 +176,16 @@ def unrepresentable(expr):
             if abs(int(n)) > EXACT:
                 bad.append(n)
         elif isinstance(n, sympy.Rational):
-            if any(float(k) != k for k in (n.p, n.q)):
+            if not all(_exact_double(k) for k in (n.p, n.q)):
                 bad.append(n)
         elif isinstance(n, sympy.Number) and not n.is_finite:
             bad.append(n)  # inf, nan
     return sorted(set(bad), key=sympy.default_sort_key)
+
+
+def _exact_double(k):
+    """Whether the integer ``k`` is a double exactly."""
+    try:
+        return float(k) == k
+    except OverflowError:
+        return False

@@ -39,7 +39,7 @@ from ..differentiate import partials_of
 from ..ir.access import access_of
 from ..ir.contribution import Chain
 from ..ir.names import current
-from ..ir.symbolic import Select, shift
+from ..ir.symbolic import Select, shift, unrepresentable
 from ..region import covers_domain
 
 __all__ = ['compose', 'composed_gathers']
@@ -246,12 +246,20 @@ def temporary(value, target, grid, order, subdomain, edge=None):
 def _normalised(value):
     """``(k, v)`` with ``value == k * v``, ``k`` a number chosen so that sums equal up
     to a constant factor have equal ``v`` (its floating-point ratios made exact
-    binary fractions, so that ``1.0`` and ``1`` agree)."""
+    binary fractions, so that ``1.0`` and ``1`` agree, where the fraction's terms are
+    doubles C takes exactly; a ratio beyond, below about ``1e-292``, stays a float)."""
     terms = [t.as_coeff_Mul() for t in sympy.Add.make_args(sympy.expand(value))]
     k = min(terms, key=lambda t: sympy.default_sort_key(t[1]))[0]
-    ratios = [(c / k, m) for c, m in terms]
-    return k, sympy.Add(*[(sympy.Rational(float(r)) if r.is_Float else r) * m
-                          for r, m in ratios])
+    return k, sympy.Add(*[_binary(c / k) * m for c, m in terms])
+
+
+def _binary(r):
+    """The float ``r`` as the exact binary fraction it holds, where C takes that
+    fraction's terms exactly."""
+    if not r.is_Float:
+        return r
+    exact = sympy.Rational(float(r))
+    return r if unrepresentable(exact) else exact
 
 
 def _invariant_product(pointwise, adjoints, grid, target, order):
