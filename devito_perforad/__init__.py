@@ -23,6 +23,7 @@ checkpointing); :mod:`~devito_perforad.devito_compat` holds the workarounds for 
 
 from .api import AdjointOperator, TangentOperator, adjoint, tangent
 from .checkpoint import CheckpointedAdjoint
+from .devito_compat import record_operator_inputs
 from .errors import AdjointError, InternalError
 from .fields import adjoint_function
 
@@ -30,3 +31,7 @@ __all__ = ['adjoint', 'AdjointOperator', 'CheckpointedAdjoint', 'tangent',
            'TangentOperator', 'adjoint_function', 'AdjointError', 'InternalError']
 
 __version__ = '0.1.0'
+
+# From here on every devito.Operator keeps a reference to what it was built from, so
+# that it can be passed where its equations can (devito_compat.record_operator_inputs).
+record_operator_inputs()

@@ -17,7 +17,13 @@ not be saved.
 from devito import Operator
 
 from .checkpoint import CheckpointedAdjoint
-from .checks import check_inputs, check_numbers, check_operator_kwargs, check_options
+from .checks import (
+    check_inputs,
+    check_numbers,
+    check_operator_kwargs,
+    check_options,
+    check_primal,
+)
 from .derive import derive
 from .devito_compat import build, dynamic_schedule_above_work, hoisted_halo_exchanges
 from .differentiate import partials
@@ -31,14 +37,16 @@ def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False)
 
     Parameters
     ----------
-    expressions : Eq, Inc or nested lists of them
-        The primal, exactly as passed to ``devito.Operator``.
+    expressions : Eq, Inc, sparse operations, nested lists of them, or devito.Operator
+        The primal, exactly as passed to ``devito.Operator``; or the primal Operator
+        itself, built after ``devito_perforad`` was imported (its own ``subs`` are
+        used; see ``docs/how-it-works.md``).
     adjoints : dict
-        Maps each field to differentiate to its adjoint field, of the same kind, grid
-        and dtype (:func:`devito_perforad.adjoint_function` makes one). Every field
-        the program writes, receivers included, must be in the map: map one you do
-        not differentiate to ``None`` (inactive). Fields only read and not in the map
-        are constants.
+        Maps each field to differentiate, or its name, to its adjoint field, of the
+        same kind, grid and dtype (:func:`devito_perforad.adjoint_function` makes one).
+        Every field the program writes, receivers included, must be in the map: map
+        one you do not differentiate to ``None`` (inactive). Fields only read and not
+        in the map are constants.
     subs : dict, optional
         The ``subs`` the primal Operator is built with (e.g. ``model.spacing_map``).
         Devito folds numbers after substituting; passing the same ``subs`` makes the
@@ -61,8 +69,9 @@ def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False)
     Raises
     ------
     TypeError
-        If ``adjoints`` is not a dict, ``subs`` not a dict, or ``expressions`` a
-        ``devito.Operator`` or something else than Devito equations.
+        If ``adjoints`` is not a dict, ``subs`` not a dict (or other than an
+        Operator's own), or ``expressions`` something else than Devito equations or
+        an Operator.
     AdjointError
         If the map does not fit the program (a written field missing, a key that is
         not a field or not used, an adjoint of another kind, grid, dtype or storage),
@@ -95,6 +104,7 @@ def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False)
       - w_b(x)/(h_x*m(x))
     """
     check_options(mode)
+    expressions, subs, _ = check_primal(expressions, subs)
     return derive(*check_inputs(expressions, adjoints, subs), mode, checkpointed)
 
 
@@ -108,8 +118,9 @@ def AdjointOperator(expressions, adjoints, mode='gather', checkpointing=False,  
 
     Parameters
     ----------
-    expressions : Eq, Inc, sparse operations, or nested lists of them
-        The primal, exactly as passed to ``devito.Operator``.
+    expressions : Eq, Inc, sparse operations, nested lists of them, or devito.Operator
+        The primal, or its Operator (see :func:`adjoint`); an Operator's ``subs`` and
+        options are those of the derived Operator, unless given here.
     adjoints : dict
         Primal field -> adjoint field, ``None`` for a written field left inactive (see
         :func:`adjoint`).
@@ -173,6 +184,7 @@ def AdjointOperator(expressions, adjoints, mode='gather', checkpointing=False,  
     check_operator_kwargs(kwargs, 'AdjointOperator')
     if checkpointing:
         return CheckpointedAdjoint(expressions, adjoints, n_checkpoints, **kwargs)
+    expressions, _, kwargs = check_primal(expressions, kwargs.get('subs'), kwargs)
     kwargs.setdefault('name', 'Adjoint')
     kwargs = hoisted_halo_exchanges(kwargs)
     return build(adjoint(expressions, adjoints, kwargs.get('subs'), mode), **kwargs)
@@ -183,8 +195,9 @@ def tangent(expressions, tangents, subs=None, primal=True):
 
     Parameters
     ----------
-    expressions : Eq, Inc, sparse operations, or nested lists of them
-        The primal, exactly as passed to ``devito.Operator``.
+    expressions : Eq, Inc, sparse operations, nested lists of them, or devito.Operator
+        The primal, or its Operator (see :func:`adjoint`); an Operator's ``subs`` and
+        options are those of the derived Operator, unless given here.
     tangents : dict
         Maps each field to linearise to its tangent field, of the same kind, grid and
         dtype (:func:`devito_perforad.adjoint_function` makes one). Every field the
@@ -216,6 +229,7 @@ def tangent(expressions, tangents, subs=None, primal=True):
     >>> tangent([Eq(w, u * u.dx)], {u: ud, w: wd}, primal=False)
     [Eq(wd(x), (-2*u(x)/h_x + u(x + h_x)/h_x)*ud(x) + u(x)*ud(x + h_x)/h_x)]
     """
+    expressions, subs, _ = check_primal(expressions, subs)
     program, tangents = check_inputs(expressions, tangents, subs, what='tangents')
     out = []
     for stmt in program:
@@ -267,6 +281,7 @@ def TangentOperator(expressions, tangents, primal=True, **kwargs):  # noqa: N802
     Data([2., 4., 6., 8.])
     """
     check_operator_kwargs(kwargs, 'TangentOperator')
+    expressions, _, kwargs = check_primal(expressions, kwargs.get('subs'), kwargs)
     kwargs.setdefault('name', 'Tangent')
     return Operator(tangent(expressions, tangents, kwargs.get('subs'), primal),
                     **dynamic_schedule_above_work(kwargs))

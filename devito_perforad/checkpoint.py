@@ -22,6 +22,7 @@ from .checks import (
     check_inputs,
     check_operator_kwargs,
     check_options,
+    check_primal,
 )
 from .derive import derive
 from .devito_compat import build
@@ -39,8 +40,9 @@ class CheckpointedAdjoint:
 
     Parameters
     ----------
-    expressions : Eq, Inc, sparse operations, or lists of them
-        The primal, with buffered TimeFunctions.
+    expressions : Eq, Inc, sparse operations, lists of them, or devito.Operator
+        The primal, with buffered TimeFunctions; or its Operator (see
+        :func:`devito_perforad.adjoint`), which is then the forward run.
     adjoints : dict
         As for :func:`devito_perforad.adjoint`.
     n_checkpoints : int, optional
@@ -82,11 +84,14 @@ class CheckpointedAdjoint:
     def __init__(self, expressions, adjoints, n_checkpoints=None, **kwargs):
         check_options(checkpointing=True, n_checkpoints=n_checkpoints)
         check_operator_kwargs(kwargs, 'CheckpointedAdjoint')
+        primal = expressions if isinstance(expressions, Operator) else None
+        expressions, _, kwargs = check_primal(expressions, kwargs.get('subs'), kwargs)
         program, active = check_inputs(expressions, adjoints, kwargs.get('subs'))
         check_checkpointed(program)
         self.states = _states(program)
         self.n_checkpoints = n_checkpoints
-        self.forward = Operator(expressions, **kwargs)
+        # a primal Operator given is the forward run itself
+        self.forward = primal or Operator(expressions, **kwargs)
         eqs = derive(program, active, checkpointed=True)
         self.reverse = build(eqs, **dict(kwargs, name='Adjoint'))
 

@@ -44,14 +44,15 @@ from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
 from sympy import Basic
 
+from .devito_compat import operator_inputs
 from .errors import AdjointError, InternalError, check_field, describe, located, short
 from .fields import is_saved, several_ranks
 from .ir.access import access_of, analyse, space_offsets
 from .ir.symbolic import unrepresentable
 from .levels import Levels, written_levels
 
-__all__ = ['check_inputs', 'check_options', 'check_operator_kwargs', 'check_halos',
-           'check_time_free', 'check_primal_values', 'check_window',
+__all__ = ['check_inputs', 'check_primal', 'check_options', 'check_operator_kwargs',
+           'check_halos', 'check_time_free', 'check_primal_values', 'check_window',
            'check_sparse_reads', 'check_buffers', 'check_checkpointed', 'check_numbers']
 
 
@@ -104,6 +105,7 @@ def check_inputs(expressions, adjoints, subs=None, what='adjoints'):
     if not program:
         raise AdjointError("The expressions hold no equation: pass the list given to "
                            "devito.Operator for the primal.")
+    pairs = _by_name(pairs, program, what)
     _check_against_program(program, pairs, what)
     active = {f: fb for f, fb in pairs.items() if fb is not None}
     check_halos([s.eq.evaluate for s in program if s.is_dense])
@@ -182,11 +184,48 @@ def check_operator_kwargs(kwargs, caller):
                         "compiler and allocator.")
 
 
+def check_primal(expressions, subs=None, kwargs=None):
+    """The primal's expressions, ``subs`` and Operator keywords: as given, or, for a
+    ``devito.Operator``, the ones it was built from
+    (:func:`~devito_perforad.devito_compat.operator_inputs`).
+
+    An Operator's keywords (``subs``, ``opt``, ``language``, ``platform``, ...) are
+    those of the Operators derived from it, but its ``name``; ``kwargs`` given here
+    are added to them, and override them.
+
+    Raises
+    ------
+    TypeError
+        If ``subs`` other than the Operator's own are given with it.
+    AdjointError
+        If the Operator was built before ``devito_perforad`` was imported.
+
+    Examples
+    --------
+    >>> from devito import Eq, Function, Grid, Operator
+    >>> grid = Grid(shape=(4,))
+    >>> f = Function(name='f', grid=grid)
+    >>> op = Operator([Eq(f, 2 * f)], subs=grid.spacing_map, name='Double')
+    >>> expressions, subs, kwargs = check_primal(op, kwargs={'opt': 'noop'})
+    >>> expressions, sorted(kwargs)
+    ([Eq(f(x), 2*f(x))], ['opt', 'subs'])
+    """
+    kwargs = dict(kwargs or {})
+    if not isinstance(expressions, Operator):
+        return expressions, subs, kwargs
+    recorded, built = operator_inputs(expressions)
+    built = {k: v for k, v in built.items() if k in OPERATOR_KWARGS and k != 'name'}
+    given = subs if subs is not None else kwargs.get('subs')
+    if given is not None and dict(given) != dict(built.get('subs') or {}):
+        raise TypeError(f"The Operator `{expressions.name}` was built with other subs "
+                        "than the ones given; its own are used: leave subs out.")
+    kwargs = {**built, **kwargs}
+    if 'subs' in built:
+        kwargs['subs'] = built['subs']
+    return recorded, kwargs.get('subs'), kwargs
+
+
 def _check_expressions(expressions):
-    if isinstance(expressions, Operator):
-        raise TypeError("Pass the equations the primal Operator was built from, not the "
-                        "Operator: e.g. `AdjointOperator(eqs, adjoints, subs=...)` for "
-                        "`op = Operator(eqs, subs=...)`.")
     if isinstance(expressions, (str, bytes, Mapping, np.ndarray)):
         raise TypeError(f"The expressions must be Devito equations (Eq, Inc, "
                         f"S.inject, S.interpolate) or a list of them; got a "
@@ -205,12 +244,35 @@ def _check_map(adjoints, what):
                            "(adjoint_function(f)).")
     pairs = {}
     for f, fb in adjoints.items():
-        _check_key(f, what)
+        if not isinstance(f, str):  # a name: looked up in the program
+            _check_key(f, what)
         pairs[f] = fb
     if all(fb is None for fb in pairs.values()):
         raise AdjointError(f"Every field in the {what} map is marked inactive (None): "
                            "map at least one field to its adjoint (adjoint_function(f)).")
     return pairs
+
+
+def _by_name(pairs, program, what):
+    """The map with its keys given by name replaced by the program's fields of that
+    name (Devito's seismic solvers make their fields themselves)."""
+    fields = {}
+    for s in program:
+        for f in [s.write.field, s.sparse, *(a.field for a in s.reads)]:
+            if f is not None:
+                fields.setdefault(f.name, f)
+    out = {}
+    for f, fb in pairs.items():
+        if isinstance(f, str):
+            if f not in fields:
+                raise AdjointError(f"The key '{f}' of the {what} map names no field of "
+                                   f"the expressions; they use {_names(sorted(fields))}.")
+            f = fields[f]
+        if f in out:
+            raise AdjointError(f"`{f.name}` is in the {what} map twice, by name and as "
+                               "a field; keep one.")
+        out[f] = fb
+    return out
 
 
 def _check_key(f, what):

@@ -13,11 +13,17 @@ rest rewrite the adjoint's own equations or Operator arguments.
 * :func:`hoisted_halo_exchanges`: Devito's placement of halo exchanges fails on
   adjoint operators under MPI;
 * :func:`halo_exchange_over_time`: Devito exchanges a TimeFunction's halo over its
-  whole time extent outside the time loop.
+  whole time extent outside the time loop;
+* :func:`record_operator_inputs`: Devito keeps an Operator's equations only in
+  lowered form. This one is not confined to the adjoint's building: from the import
+  of the package on, every Operator keeps a reference to what it was built from, so
+  that it can be passed where its equations can (:func:`operator_inputs`).
 
 :func:`build` builds an adjoint's Operator with the ones that concern building.
 """
 
+import weakref
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -29,13 +35,14 @@ from devito.mpi import distributed
 from devito.passes.iet.languages.openmp import OmpIteration
 from devito.symbolics import retrieve_functions
 
+from .errors import AdjointError
 from .fields import several_ranks
 from .ir.access import access_of, at_offsets
 from .ir.names import current
 
 __all__ = ['build', 'openmp_chunks_of_one', 'sympy_subdomain_bounds',
            'dynamic_schedule_above_work', 'hoisted_halo_exchanges',
-           'halo_exchange_over_time']
+           'halo_exchange_over_time', 'record_operator_inputs', 'operator_inputs']
 
 
 def build(eqs, **kwargs):
@@ -185,3 +192,68 @@ def halo_exchange_over_time(expr, grid):
             copies[(f, a.time)] = (c, Eq(c, at_offsets(f, time=a.time)))
         mapping[app] = at_offsets(copies[(f, a.time)][0], space=a.space)
     return [eq for _, eq in copies.values()], expr.xreplace(mapping)
+
+
+# Operator -> (the expressions as passed, the keywords): weak, so that it keeps no
+# Operator alive and goes with it; not an attribute, so that pickling an Operator
+# (whose state is its __dict__) is unchanged.
+_INPUTS = weakref.WeakKeyDictionary()
+
+
+def record_operator_inputs():
+    """From now on, every ``devito.Operator`` keeps a reference to the expressions
+    and keywords it was built from (:func:`operator_inputs`).
+
+    Devito 4.8.23 keeps an Operator's input only in lowered form, and has no hook to
+    see it (``Operator.__new__`` lowers and returns). This wraps ``Operator.__new__``:
+    the Operator Devito builds is returned as it is, its code, caching and results
+    unchanged; a weak map holds, per Operator, a reference to the expressions (which
+    reference the Operator's own fields: no data is copied) and to the keyword dict.
+    An iterator of expressions is made a list first, so that both Devito and the map
+    see all of it. Called once, when ``devito_perforad`` is imported; calling it
+    again does nothing.
+    """
+    new = Operator.__dict__['__new__'].__func__
+    if getattr(new, 'records_inputs', False):
+        return
+
+    def __new__(cls, expressions, **kwargs):  # noqa: N807
+        if isinstance(expressions, Iterator):
+            expressions = list(expressions)
+        op = new(cls, expressions, **kwargs)
+        if expressions is not None:  # None: Devito unpickling an Operator
+            _INPUTS[op] = (expressions, kwargs)
+        return op
+
+    __new__.records_inputs = True
+    __new__.__wrapped__ = new
+    __new__.__doc__ = new.__doc__
+    Operator.__new__ = staticmethod(__new__)
+
+
+def operator_inputs(op):
+    """The expressions and keywords ``op`` was built from.
+
+    Raises
+    ------
+    AdjointError
+        If ``op`` was built before ``devito_perforad`` was imported.
+
+    Examples
+    --------
+    >>> from devito import Eq, Function, Grid, Operator
+    >>> import devito_perforad
+    >>> grid = Grid(shape=(4,))
+    >>> f = Function(name='f', grid=grid)
+    >>> op = Operator([Eq(f, f + 1)], name='Plus')
+    >>> operator_inputs(op)
+    ([Eq(f(x), f(x) + 1)], {'name': 'Plus'})
+    """
+    try:
+        return _INPUTS[op]
+    except KeyError:
+        raise AdjointError(
+            f"The Operator `{op.name}` was built before devito_perforad was imported, "
+            "so the equations it was built from were not recorded. Import "
+            "devito_perforad at the top of the script, before the Operator (or the "
+            "solver that makes it) is built; or pass its equations.") from None

@@ -1,12 +1,20 @@
 """devito_compat.py: the workarounds for Devito, applied only while an adjoint is
-derived or built, and gone afterwards."""
+derived or built, and gone afterwards; and the record of what each Operator was built
+from, which changes nothing Devito does."""
 
 import numpy as np
 import sympy
 from conftest import Box, make_grid
-from devito import Eq, Operator, TimeFunction
+from devito import Eq, Function, Operator, TimeFunction
 
-from devito_perforad import AdjointOperator, adjoint_function
+from devito_perforad import (
+    AdjointOperator,
+    CheckpointedAdjoint,
+    TangentOperator,
+    adjoint,
+    adjoint_function,
+    tangent,
+)
 
 
 def test_lone_loop_gets_contiguous_chunks():
@@ -92,3 +100,107 @@ def test_core_and_shell_boxes_decompose_like_devito():
     finally:
         module.sympify = sympify
     assert len(calls) < 2000, len(calls)
+
+
+# -- an Operator in place of its equations (record_operator_inputs) ---------------------
+
+def _wave_program(save=8):
+    grid = make_grid(2, 4)
+    u = TimeFunction(name='u', grid=grid, space_order=4, time_order=2, save=save)
+    m = Function(name='m', grid=grid, space_order=4)
+    m.data[:] = 1.5
+    primal = [Eq(u.forward, 2 * u - u.backward + 0.1 * u.laplace / m)]
+    return u, m, primal
+
+
+def test_operator_in_place_of_its_equations():
+    """``adjoint``, ``AdjointOperator``, ``tangent`` and ``TangentOperator`` take the
+    Operator and derive from exactly what it was built from: the same equations and
+    the same C as from the equations, with the adjoints keyed by field or by name."""
+    u, m, primal = _wave_program()
+    op = Operator(primal, subs=u.grid.spacing_map, name='Wave')
+    fields = {u: adjoint_function(u), m: adjoint_function(m)}
+    names = {'u': fields[u], 'm': fields[m]}
+    derived = str(adjoint(primal, fields, subs=u.grid.spacing_map))
+    assert str(adjoint(op, names)) == derived == str(adjoint(op, fields))
+    assert str(AdjointOperator(op, names).ccode) == str(
+        AdjointOperator(primal, fields, subs=u.grid.spacing_map).ccode)
+    tangents = {u: adjoint_function(u, 'ud'), m: adjoint_function(m, 'md')}
+    assert str(tangent(op, {'u': tangents[u], 'm': tangents[m]})) == str(
+        tangent(primal, tangents, subs=u.grid.spacing_map))
+    assert str(TangentOperator(op, tangents).ccode) == str(
+        TangentOperator(primal, tangents, subs=u.grid.spacing_map).ccode)
+
+
+def test_derived_operators_keep_the_primals_options():
+    """The primal Operator's keywords (here OpenMP) are the adjoint's, but its name."""
+    u, m, primal = _wave_program()
+    op = Operator(primal, language='openmp', name='Wave')
+    aop = AdjointOperator(op, {u: adjoint_function(u)})
+    assert aop.name == 'Adjoint' and '#pragma omp parallel' in str(aop.ccode)
+    assert '#pragma omp parallel' not in str(AdjointOperator(
+        op, {u: adjoint_function(u)}, language='C').ccode)
+
+
+def test_checkpointing_runs_the_operator_given():
+    u, m, primal = _wave_program(save=None)
+    op = Operator(primal, name='Wave')
+    checkpointed = CheckpointedAdjoint(op, {'u': adjoint_function(u),
+                                            'm': adjoint_function(m)})
+    assert checkpointed.forward is op
+
+
+RECORDING = """
+import hashlib, pickle, sys
+import numpy as np
+if sys.argv[1] == 'import':
+    import devito_perforad
+from devito import Eq, Function, Grid, Operator, TimeFunction, configuration
+configuration['log-level'] = 'ERROR'
+from examples.seismic import demo_model, setup_geometry
+from examples.seismic.acoustic import AcousticWaveSolver
+model = demo_model('layers-isotropic', shape=(21, 21), spacing=(10., 10.), nbl=4,
+                   space_order=4)
+solver = AcousticWaveSolver(model, setup_geometry(model, 100.), space_order=4)
+rec, u, _ = solver.forward(save=True)
+op = solver.op_fwd(save=True)
+again = pickle.loads(pickle.dumps(op))
+print(op is solver.op_fwd(save=True), op._soname, sorted(op.__getstate__()),
+      hashlib.sha1(str(op.ccode).encode()).hexdigest(), repr(np.linalg.norm(rec.data)),
+      type(again).__name__)
+"""
+
+
+def test_devito_is_unchanged_by_the_recording():
+    """Built after the import, Devito's own solver gives the same C, the same shared
+    object name (its JIT cache key), the same results, the same pickled state, and
+    its memoised Operator is still one object."""
+    import subprocess
+    import sys
+    out = [subprocess.run([sys.executable, '-c', RECORDING, flag], capture_output=True,
+                          text=True, check=True).stdout.splitlines()[-1]
+           for flag in ('plain', 'import')]
+    assert out[0] == out[1], out
+    assert out[0].startswith('True ')
+
+
+BEFORE = """
+from devito import Eq, Function, Grid, Operator
+grid = Grid(shape=(4,))
+f, g = Function(name='f', grid=grid), Function(name='g', grid=grid)
+op = Operator([Eq(f, 2 * g)], name='Early')
+from devito_perforad import AdjointError, adjoint, adjoint_function
+try:
+    adjoint(op, {f: adjoint_function(f), g: adjoint_function(g)})
+except AdjointError as e:
+    print(e)
+"""
+
+
+def test_an_operator_built_before_the_import():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, '-c', BEFORE], capture_output=True, text=True,
+                         check=True).stdout
+    assert ('The Operator `Early` was built before devito_perforad was imported' in out
+            and 'Import devito_perforad at the top of the script' in out), out

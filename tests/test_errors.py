@@ -236,13 +236,29 @@ def test_wrong_adjoint_objects(name):
 
 # -- the expressions and the options --------------------------------------------------
 
-def test_operator_instead_of_its_equations(seismic):
+def test_operator_with_other_subs(seismic):
+    """An Operator's own subs are used: other subs given with it are refused."""
     p = seismic
     op = Operator(p['primal'], subs=p['subs'])
-    for call in (lambda: AdjointOperator(op, full_map(p), subs=p['subs']),
-                 lambda: TangentOperator(op, full_map(p), subs=p['subs'])):
+    for call in (lambda: AdjointOperator(op, full_map(p), subs={}),
+                 lambda: TangentOperator(op, full_map(p), subs={})):
         message = error_of(call, TypeError)
-        assert 'not the Operator' in message
+        assert 'was built with other subs than the ones given' in message
+
+
+def test_a_name_the_program_does_not_use(seismic):
+    p = seismic
+    op = Operator(p['primal'], subs=p['subs'])
+    message = error_of(lambda: adjoint(op, {'w': p['ub'], 'rec': p['recb']}))
+    assert "The key 'w' of the adjoints map names no field of the expressions" in message
+    assert '`u`' in message and '`rec`' in message
+
+
+def test_a_field_by_name_and_as_itself(seismic):
+    p = seismic
+    message = error_of(lambda: adjoint(p['primal'], {**full_map(p), 'u': p['ub']},
+                                       subs=p['subs']))
+    assert '`u` is in the adjoints map twice, by name and as a field' in message
 
 
 @pytest.mark.parametrize('expressions', ['u.forward = u', {'a': 1}, np.zeros(3)],
@@ -390,8 +406,6 @@ def _unsupported():
         'vector and tensor equations': lambda: adjoint(
             [Eq(v.forward, v + grad(p))], {v[0]: adjoint_function(v[0]),
                                             v[1]: adjoint_function(v[1]), p: pb}),
-        'a Devito `Operator`': lambda: adjoint(Operator([Eq(p.forward, p + 1)]),
-                                                {p: pb}),
         'several `Eq`': lambda: adjoint([Eq(p.forward, p + 1), Eq(p.forward, 2 * p)],
                                          {p: pb}),
         'programs running backward': lambda: adjoint([Eq(p.backward, p + p.dx)],
