@@ -116,7 +116,11 @@ class CheckpointedAdjoint:
         # the run's range, where the adjoint tests a counter against it
         run = {k: v for k, v in dict(time_first=first, time_last=last).items()
                if k in {p.name for p in self.reverse.parameters}}
-        reverse = CheckpointOperator(self.reverse, **run, **kwargs)
+        # the primal's arguments that the adjoint takes too (a source it does not
+        # read is the primal's alone)
+        known = {p.name for p in self.reverse.parameters}
+        reverse = CheckpointOperator(self.reverse, **run, **{
+            k: v for k, v in kwargs.items() if k in known})
         snapshots = _Snapshots(self.states, first)
         revolver = Revolver(snapshots, forward, reverse, self.n_checkpoints,
                             last - first + 1)

@@ -164,6 +164,11 @@ def render_object(name, obj, level=2):
     return out
 
 
+def _anchor(name):
+    """GitHub's anchor of the heading `` `name` ``."""
+    return re.sub(r'[^\w-]', '', name.lower())
+
+
 def render():
     """The full text of ``docs/api.md``."""
     sys.path.insert(0, str(ROOT))
@@ -171,12 +176,18 @@ def render():
         import devito_perforad
     finally:
         sys.path.remove(str(ROOT))
+    from devito_perforad import seismic
+    solvers = [f'seismic.{n}' for n in seismic.__all__]
     out = [HEADER, '## Contents', '']
-    out += [f'- [`{n}`](#{n.lower()})' for n in devito_perforad.__all__]
+    out += [f'- [`{n}`](#{_anchor(n)})' for n in devito_perforad.__all__ + solvers]
     out += ['', '## Package overview', '']
     out += _paragraphs((inspect.getdoc(devito_perforad) or '').splitlines()) + ['']
     for name in devito_perforad.__all__:
         out += render_object(name, getattr(devito_perforad, name))
+    out += ['## Derived solvers: `devito_perforad.seismic`', '']
+    out += _paragraphs((inspect.getdoc(seismic) or '').splitlines()) + ['']
+    for name in seismic.__all__:
+        out += render_object(f'seismic.{name}', getattr(seismic, name), level=3)
     text = '\n'.join(out)
     text = re.sub(r'\n{3,}', '\n\n', text)
     return text.rstrip('\n') + '\n'

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import devito_perforad
+from devito_perforad import seismic
 
 README = Path(__file__).resolve().parents[1] / 'README.md'
 BLOCKS = re.findall(r'```python\n(.*?)```', README.read_text(), re.S)
@@ -39,12 +40,15 @@ def _sections(obj):
             if under.strip() and set(under.strip()) == {'-'}}
 
 
-@pytest.mark.parametrize('name', devito_perforad.__all__)
+@pytest.mark.parametrize('name', devito_perforad.__all__ + [
+    f'seismic.{n}' for n in seismic.__all__])
 def test_help_of_every_public_name(name):
     """``help()`` shows Parameters, Returns, Raises and an example (a class: its
     Parameters, Raises and an example; its public methods their Parameters and
     Returns)."""
-    obj = getattr(devito_perforad, name)
+    obj = devito_perforad
+    for part in name.split('.'):
+        obj = getattr(obj, part)
     if not inspect.isclass(obj):
         assert {'Parameters', 'Returns', 'Raises', 'Examples'} <= _sections(obj), name
         return

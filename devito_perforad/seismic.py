@@ -1,0 +1,476 @@
+"""Derived solvers for Devito's ``examples.seismic``: exact adjoints, Born pairs and
+gradients with respect to any model parameter, from the solver a script already has.
+
+:func:`derived_solver` wraps a solver (``AcousticWaveSolver``,
+``AnisotropicWaveSolver`` with the centred kernel, ``ViscoacousticWaveSolver`` at
+time order 2, ``SaIsoAcousticWaveSolver``). Everything it derives comes from the
+solver's own forward Operator, ``solver.op_fwd(save=...)``, through the public API
+(:func:`~devito_perforad.AdjointOperator`, :func:`~devito_perforad.TangentOperator`,
+:class:`~devito_perforad.CheckpointedAdjoint`): no stencil is written here. The
+derived Operators are built once per solver and reused for every shot.
+
+The methods have the wrapped solver's names, arguments and return values:
+``forward``, ``adjoint``, ``jacobian`` (Born modelling) and ``jacobian_adjoint``; and
+one of their own, ``gradient``, for any parameters.
+"""
+
+import inspect
+from dataclasses import dataclass
+
+from devito import Function, TimeFunction
+from devito.operations.interpolators import Injection, Interpolation
+from devito.tools import as_tuple, flatten
+
+from .api import AdjointOperator, TangentOperator
+from .checkpoint import CheckpointedAdjoint
+from .devito_compat import operator_inputs
+from .errors import AdjointError
+from .fields import adjoint_function
+
+__all__ = ['derived_solver', 'DerivedSolver']
+
+
+@dataclass(frozen=True)
+class Convention:
+    """What a Devito solver's methods return, and what its Born perturbation is.
+
+    Attributes
+    ----------
+    returns : tuple of str
+        The wavefields ``forward`` returns after the receivers, by name (a name the
+        forward model does not write stands for a ``None`` there, like the
+        visco-acoustic ``v`` at time order 2). ``adjoint`` returns their adjoints in
+        the same places, ``jacobian`` the primal and then the perturbed wavefields.
+    born : {'m', 'vp'}
+        The parameter ``jacobian``'s ``dmin`` perturbs and ``jacobian_adjoint``'s
+        gradient is taken with respect to: the squared slowness ``m = 1/vp**2`` or
+        the velocity.
+    """
+
+    returns: tuple
+    born: str
+
+
+CONVENTIONS = {
+    'AcousticWaveSolver': Convention(('u',), 'm'),
+    'AnisotropicWaveSolver': Convention(('u', 'v'), 'm'),
+    'ViscoacousticWaveSolver': Convention(('p', 'v'), 'm'),
+    'SaIsoAcousticWaveSolver': Convention(('u',), 'vp'),
+}
+
+
+def derived_solver(solver):
+    """Exact adjoints, Born pairs and gradients of a Devito ``examples.seismic``
+    solver, derived from its forward Operator.
+
+    Parameters
+    ----------
+    solver : examples.seismic solver
+        E.g. ``AcousticWaveSolver(model, geometry, space_order=8)``, built after
+        ``devito_perforad`` was imported.
+
+    Returns
+    -------
+    DerivedSolver
+
+    Raises
+    ------
+    AdjointError
+        If the solver's forward model has a form that cannot be differentiated yet
+        (staggered grids, vector and tensor fields: elastic, viscoelastic,
+        first-order visco-acoustic, staggered TTI).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from examples.seismic import demo_model, setup_geometry
+    >>> from examples.seismic.acoustic import AcousticWaveSolver
+    >>> from devito_perforad.seismic import derived_solver
+    >>> model = demo_model('layers-isotropic', shape=(31, 31), spacing=(10., 10.),
+    ...                    nbl=6, space_order=4, dtype=np.float64)
+    >>> solver = AcousticWaveSolver(model, setup_geometry(model, 150.), space_order=4)
+    >>> ds = derived_solver(solver)
+    >>> rec, u, _ = ds.forward(save=True)
+    >>> grads = ds.gradient(rec, u, params=('vp',))   # of <F(vp), rec>
+    >>> grads['vp'].shape == model.vp.shape
+    True
+    """
+    return DerivedSolver(solver)
+
+
+class DerivedSolver:
+    """A Devito seismic solver with derived ``adjoint``, ``jacobian``,
+    ``jacobian_adjoint`` and ``gradient`` (made by :func:`derived_solver`).
+
+    Each derived Operator is built the first time it is needed and reused: one
+    solver serves every shot.
+
+    Parameters
+    ----------
+    solver : examples.seismic solver
+        The solver wrapped; ``forward`` is its own.
+
+    Raises
+    ------
+    AdjointError
+        As :func:`derived_solver`.
+
+    Examples
+    --------
+    Code written against Devito's solver runs against the derived one: here the
+    Born pair ``<J dm, d> = <dm, J^T d>``, in the solver's own parameter ``m``.
+
+    >>> import numpy as np
+    >>> from devito import Function
+    >>> from examples.seismic import demo_model, setup_geometry
+    >>> from examples.seismic.acoustic import AcousticWaveSolver
+    >>> model = demo_model('layers-isotropic', shape=(31, 31), spacing=(10., 10.),
+    ...                    nbl=6, space_order=4, dtype=np.float64)
+    >>> solver = derived_solver(AcousticWaveSolver(model, setup_geometry(model, 150.),
+    ...                                            space_order=4))
+    >>> dm = Function(name='dm', grid=model.grid)
+    >>> dm.data[:] = np.random.default_rng(0).standard_normal(dm.shape)
+    >>> d_born = solver.jacobian(dm)[0].data.copy()
+    >>> rec, u, _ = solver.forward(save=True)
+    >>> grad, _ = solver.jacobian_adjoint(rec, u)
+    >>> bool(abs(np.vdot(d_born, rec.data) - np.vdot(dm.data, grad.data))
+    ...      < 1e-11 * abs(np.vdot(d_born, rec.data)))
+    True
+    """
+
+    def __init__(self, solver):
+        self.solver = solver
+        self.model, self.geometry = solver.model, solver.geometry
+        self.convention = CONVENTIONS.get(type(solver).__name__)
+        self._ops, self._analysed = {}, {}
+        # the wavefields and source of the last forward run with save=True
+        self._saved, self._saved_src = {}, None
+        fields = self._fields(False)
+        staggered = sorted(f.name for f in fields['wavefields'] if f.staggered
+                           and any(f.staggered))
+        if staggered:
+            raise AdjointError(
+                f"{type(solver).__name__}'s forward model is on a staggered grid "
+                f"({', '.join(f'`{n}`' for n in staggered)}): staggered grids, vector "
+                "and tensor equations are not supported yet.")
+        if self.convention is None:
+            names = [f.name for f in fields['wavefields']]
+            self.convention = Convention(tuple(names), 'vp')
+
+    # -- the forward model ------------------------------------------------------------
+
+    def _fields(self, save):
+        """The forward Operator's fields: wavefields and receivers it writes, the
+        sources it injects, the model parameters it reads."""
+        if save not in self._analysed:
+            self._analysed[save] = self._analyse(save)
+        return self._analysed[save]
+
+    def _analyse(self, save):
+        expressions, _ = operator_inputs(self.solver.op_fwd(save=save))
+        wavefields, receivers, sources, read = {}, {}, {}, set()
+        for e in flatten(as_tuple(expressions)):
+            if isinstance(e, Injection):
+                sources[e.interpolator.sfunction.name] = e.interpolator.sfunction
+                for f in as_tuple(e.field):
+                    wavefields.setdefault(f.function.name, f.function)
+            elif isinstance(e, Interpolation):
+                receivers[e.interpolator.sfunction.name] = e.interpolator.sfunction
+                read |= {a.function for a in e.expr.atoms(Function)}
+            else:
+                wavefields.setdefault(e.lhs.function.name, e.lhs.function)
+                read |= {a.function for a in e.rhs.atoms(Function)}
+        for e in flatten(as_tuple(expressions)):
+            if isinstance(e, Injection):
+                read |= {a.function for a in e.expr.atoms(Function)}
+        parameters = {n: getattr(self.model, n) for n in self.model.physical_parameters
+                      if getattr(self.model, n, None) in read}
+        return dict(wavefields=list(wavefields.values()),
+                    receivers=list(receivers.values()), sources=list(sources.values()),
+                    parameters=parameters)
+
+    def _bind(self, method, args, kwargs):
+        """The arguments of the wrapped solver's ``method``, as it would take them:
+        its required ones in order; the overrides (``model``, ``dt``, model
+        parameters such as ``vp=``); and the others by name."""
+        signature = inspect.signature(getattr(self.solver, method))
+        arguments = dict(signature.bind(*args, **kwargs).arguments)
+        overrides = {}
+        for name, q in signature.parameters.items():
+            if q.kind is q.VAR_KEYWORD:
+                overrides.update(arguments.pop(name, {}))
+        required = [arguments.pop(n) for n, q in signature.parameters.items()
+                    if q.default is q.empty and q.kind is q.POSITIONAL_OR_KEYWORD
+                    and n in arguments]
+        for name in list(arguments):
+            if name in ('model', 'dt') or name in self.model.physical_parameters:
+                overrides[name] = arguments.pop(name)
+        return required, {k: v for k, v in overrides.items() if v is not None}, arguments
+
+    def _run(self, op, save, overrides, **fields):
+        """``op.apply`` over the primal's range, with the solver's ``dt`` and the
+        model's parameters (``model=`` and ``vp=...`` overrides as Devito's solvers
+        take them), and the fields given by name."""
+        overrides = dict(overrides)
+        model = overrides.pop('model', None) or self.model
+        dt = overrides.pop('dt', self.solver.dt)
+        args = dict(dt=dt, **model.physical_params(**overrides))
+        primal = self.solver.op_fwd(save=save)
+        known = {p.name for p in primal.parameters}
+        ranged = primal.arguments(**{k: v for k, v in {**args, **fields}.items()
+                                     if k in known})
+        args.update(time_m=ranged['time_m'], time_M=ranged['time_M'])
+        names = {p.name for p in op.parameters}
+        return op.apply(**{k: v for k, v in {**args, **fields}.items() if k in names})
+
+    def forward(self, *args, **kwargs):
+        """The wrapped solver's ``forward``.
+
+        With ``save=True``, the wavefields it saves are kept (the memory variable of
+        the visco-acoustic model too, which Devito's solver does not return), so
+        that :meth:`gradient` and :meth:`jacobian_adjoint` can use them.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            As the wrapped solver's ``forward`` takes them (``src=``, ``save=``,
+            ``vp=``, ...).
+
+        Returns
+        -------
+        tuple
+            What the wrapped solver's ``forward`` returns (receivers, wavefields,
+            summary).
+        """
+        save = kwargs.get('save')
+        if save:
+            taken = inspect.signature(self.solver.forward).parameters
+            for f in self._fields(True)['wavefields']:
+                if f.name in taken and kwargs.get(f.name) is None:
+                    kwargs[f.name] = _like(f, f.name, save=self.geometry.nt)
+        result = self.solver.forward(*args, **kwargs)
+        if save:
+            self._saved = {f.name: kwargs.get(f.name) for f in self._fields(True)[
+                'wavefields'] if kwargs.get(f.name) is not None}
+            self._saved_src = kwargs.get('src') or (args[0] if args else None)
+        return result
+
+    # -- gradients ----------------------------------------------------------------------
+
+    def gradient(self, residual, u=None, params=('vp',), checkpointing=False, **kwargs):
+        """The gradient of ``<F(m), residual>`` with respect to each of ``params``.
+
+        Parameters
+        ----------
+        residual : SparseTimeFunction or tuple of them
+            Receiver data (for a least-squares misfit, the data residual), one set per
+            receiver set the forward model records, in the order ``forward`` returns
+            them.
+        u : TimeFunction, tuple of them, or None
+            The saved wavefield(s) as :meth:`forward` returned them (``save=True``);
+            ``None`` to run the forward here.
+        params : tuple of str
+            Model parameters: ``vp``, ``b``, ``qp``, ``epsilon``, ``delta``,
+            ``theta``, ``phi``, as the forward model reads them.
+        checkpointing : bool, optional
+            Run the forward here, in bounded memory (Revolve checkpointing).
+        **kwargs
+            ``src`` (default: the one of the last ``forward`` with ``save=True``, or
+            the geometry's), ``dt``, ``model`` and parameter overrides (``vp=...``), as
+            the solver's methods take them.
+
+        Returns
+        -------
+        dict
+            Parameter name -> gradient, a Function on the model's grid.
+
+        Raises
+        ------
+        AdjointError
+            For a parameter the forward model does not read, or wavefields that are
+            not all the forward model saves.
+        """
+        saved = u is not None and not checkpointing
+        fields = self._fields(saved)
+        params = tuple(dict.fromkeys(as_tuple(params)))
+        unknown = [p for p in params if p not in fields['parameters']]
+        if unknown:
+            has = ', '.join(f'`{p}`' for p in fields['parameters'])
+            raise AdjointError(f"{', '.join(f'`{p}`' for p in unknown)}: not a parameter "
+                               f"of this forward model; it has {has}.")
+        state = self._saved_state(u, fields) if saved else {}
+        key = ('gradient', params, saved)
+        if key not in self._ops:
+            self._ops[key] = self._gradient_operator(fields, params, saved)
+        op, adjoints = self._ops[key]
+        for fb in adjoints.values():
+            fb.data[:] = 0
+        for rec, data in zip(fields['receivers'], as_tuple(residual), strict=True):
+            adjoints[rec].data[:] = getattr(data, 'data', data)
+        src = kwargs.pop('src', None) or (
+            self._saved_src if saved and state is self._saved else None) \
+            or self.geometry.src
+        sources = {s.name: src for s in fields['sources']}
+        if saved:
+            self.summary = self._run(op, True, kwargs, **sources, **state)
+        else:  # the checkpointed run finds the primal's range itself
+            model = kwargs.pop('model', None) or self.model
+            self.summary = op.apply(dt=kwargs.pop('dt', self.solver.dt),
+                                    **model.physical_params(**kwargs), **sources)
+        out = {}
+        for p in params:
+            m = fields['parameters'][p]
+            out[p] = Function(name=f'grad_{p}', grid=self.model.grid, dtype=m.dtype)
+            out[p].data[:] = adjoints[m].data
+        return out
+
+    def _saved_state(self, u, fields):
+        """Every wavefield the forward model saves, by name: those of the last
+        :meth:`forward` that returned ``u``, or ``u`` itself where it is all of them."""
+        given = {f.name: f for f in as_tuple(u) if f is not None}
+        if any(self._saved.get(n) is f for n, f in given.items()):
+            return self._saved
+        names = {f.name for f in fields['wavefields']}
+        if names <= set(given):
+            return {n: given[n] for n in names}
+        raise AdjointError(
+            "The wavefields given are not all the forward model saves "
+            f"({', '.join(sorted(names))}): pass those the derived solver's forward "
+            "(save=True) returned, or u=None to run the forward here.")
+
+    def _gradient_operator(self, fields, params, saved):
+        adjoints = {f: _like(f, f'{f.name}_b', save=None) for f in fields['wavefields']}
+        adjoints.update({r: adjoint_function(r) for r in fields['receivers']})
+        adjoints.update({fields['parameters'][p]: adjoint_function(
+            fields['parameters'][p]) for p in params})
+        primal = self.solver.op_fwd(save=saved)
+        if saved:
+            return AdjointOperator(primal, adjoints), adjoints
+        return CheckpointedAdjoint(primal, adjoints), adjoints
+
+    def jacobian_adjoint(self, *args, **kwargs):
+        """The wrapped solver's ``jacobian_adjoint``, with its arguments (the
+        receiver data, then the saved wavefields; ``grad=`` to fill, ``model=``,
+        parameter overrides, ``checkpointing=``): the gradient with respect to the
+        parameter its ``jacobian`` perturbs (``m = 1/vp**2`` or ``vp``), derived.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            As the wrapped solver's ``jacobian_adjoint`` takes them. Work buffers it
+            takes (adjoint wavefields) are not needed, and not used.
+
+        Returns
+        -------
+        (Function, summary)
+            The gradient, and the run's summary.
+        """
+        (rec, *saved), overrides, named = self._bind('jacobian_adjoint', args, kwargs)
+        if named.get('src') is not None:
+            overrides['src'] = named['src']
+        g = self.gradient(rec, tuple(saved) or None, params=('vp',),
+                          checkpointing=named.get('checkpointing', False),
+                          **overrides)['vp']
+        if self.convention.born == 'm':  # dJ/dm = dJ/dvp * dvp/dm, vp = m**-1/2
+            g.data[:] *= -0.5 * (overrides.get('model') or self.model).vp.data ** 3
+        out = named.get('grad') or named.get('dm')
+        if out is not None:
+            out.data[:] = g.data
+            g = out
+        return g, self.summary
+
+    # -- Born modelling and the adjoint --------------------------------------------------
+
+    def jacobian(self, *args, **kwargs):
+        """The wrapped solver's ``jacobian`` (Born modelling), with its arguments
+        (the perturbation ``dmin`` of ``m`` or ``vp``, as the solver's own; ``src=``,
+        ``rec=``, ``model=``, parameter overrides), derived: the tangent of the
+        forward model.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            As the wrapped solver's ``jacobian`` takes them. Work buffers it takes
+            (wavefields) are not used: the ones returned are new.
+
+        Returns
+        -------
+        tuple
+            The Born data, the primal wavefields, the perturbed wavefields, and the
+            run's summary, as the solver's own.
+        """
+        (dmin,), overrides, named = self._bind('jacobian', args, kwargs)
+        fields = self._fields(False)
+        if 'jacobian' not in self._ops:
+            tangents = {f: _like(f, f'd{f.name}', save=None)
+                        for f in fields['wavefields']}
+            tangents.update({r: adjoint_function(r, f'{r.name}_d')
+                             for r in fields['receivers']})
+            tangents[self.model.vp] = adjoint_function(self.model.vp, 'dvp')
+            self._ops['jacobian'] = (TangentOperator(self.solver.op_fwd(save=False),
+                                                     tangents), tangents)
+        op, tangents = self._ops['jacobian']
+        for fd in tangents.values():
+            fd.data[:] = 0
+        dvp = tangents[self.model.vp]
+        dvp.data[:] = getattr(dmin, 'data', dmin)
+        if self.convention.born == 'm':  # dvp = dvp/dm * dm
+            dvp.data[:] *= -0.5 * (overrides.get('model') or self.model).vp.data ** 3
+        src = named.get('src') or self.geometry.src
+        primals = {f.name: _like(f, f.name, save=None) for f in fields['wavefields']}
+        summary = self._run(op, False, overrides,
+                            **{s.name: src for s in fields['sources']}, **primals)
+        rec = named.get('rec') or self.geometry.rec
+        (r,) = fields['receivers']
+        rec.data[:] = tangents[r].data
+        perturbed = {f.name: tangents[f] for f in fields['wavefields']}
+        names = [n for n in self.convention.returns if n in primals]
+        return (rec, *(primals[n] for n in names), *(perturbed[n] for n in names),
+                summary)
+
+    def adjoint(self, *args, **kwargs):
+        """The wrapped solver's ``adjoint``, with its arguments (the receiver data;
+        ``srca=`` to fill, ``model=``, parameter overrides), derived: the exact
+        transpose of its forward model from the sources to the receivers.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            As the wrapped solver's ``adjoint`` takes them. Work buffers it takes
+            (adjoint wavefields) are not used: the ones returned are new.
+
+        Returns
+        -------
+        tuple
+            The adjoint source, the adjoint wavefields in the places ``forward``
+            returns the wavefields (``None`` where it returns ``None``), and the
+            run's summary.
+        """
+        (rec,), overrides, named = self._bind('adjoint', args, kwargs)
+        fields = self._fields(False)
+        if 'adjoint' not in self._ops:
+            adjoints = {f: _like(f, f'{f.name}_a', save=None)
+                        for f in fields['wavefields']}
+            adjoints.update({r: adjoint_function(r) for r in fields['receivers']})
+            adjoints.update({s: adjoint_function(s) for s in fields['sources']})
+            self._ops['adjoint'] = (AdjointOperator(self.solver.op_fwd(save=False),
+                                                    adjoints), adjoints)
+        op, adjoints = self._ops['adjoint']
+        for fb in adjoints.values():
+            fb.data[:] = 0
+        (r,) = fields['receivers']
+        adjoints[r].data[:] = getattr(rec, 'data', rec)
+        summary = self._run(op, False, overrides)
+        srca = named.get('srca') or self.geometry.new_src(name='srca', src_type=None)
+        (s,) = fields['sources']
+        srca.data[:] = adjoints[s].data
+        by_name = {f.name: adjoints[f] for f in fields['wavefields']}
+        return (srca, *(by_name.get(n) for n in self.convention.returns), summary)
+
+
+def _like(f, name, save):
+    """A zero TimeFunction like ``f``, named ``name``, saved over ``save`` steps or
+    buffered (``None``)."""
+    return TimeFunction(name=name, grid=f.grid, time_order=f.time_order,
+                        space_order=f.space_order, staggered=f.staggered, dtype=f.dtype,
+                        save=save)

@@ -1,0 +1,213 @@
+"""seismic.py: derived solvers for every ``examples.seismic`` physics that derives,
+from Devito's own solvers, and the adjoint of a solver's Operator keyed by names.
+
+Per physics: the derived adjoint and Born pair dot-test (float64), the gradient of
+every parameter against 4th-order central differences, each parameter on its own,
+the derived ``jacobian_adjoint`` against Devito's hand-written one where Devito has a
+working one, and the adjoint of ``solver.op_fwd(save=True)`` itself. The acoustic
+solver runs in the default run; the others, each a few Operators more to compile, in
+the slow run."""
+
+import numpy as np
+import pytest
+from devito import Function
+
+from devito_perforad import AdjointError, AdjointOperator, adjoint_function
+from devito_perforad.seismic import derived_solver
+
+SHAPE, SPACING, NBL, SO, TN = (27, 23), (10.0, 8.0), 6, 4, 150.0
+
+
+def _acoustic():
+    from examples.seismic.acoustic import AcousticWaveSolver
+
+    from examples.seismic import demo_model, setup_geometry
+    model = demo_model('layers-isotropic', shape=SHAPE, spacing=SPACING, nbl=NBL,
+                       space_order=SO, dtype=np.float64)
+    return AcousticWaveSolver(model, setup_geometry(model, TN), space_order=SO)
+
+
+def _tti():
+    from examples.seismic.tti import AnisotropicWaveSolver
+
+    from examples.seismic import demo_model, setup_geometry
+    model = demo_model('layers-tti', shape=SHAPE, spacing=SPACING, nbl=NBL,
+                       space_order=SO, dtype=np.float64)
+    # anisotropic and tilted where the waves travel (the top layer is isotropic)
+    model.epsilon.data_with_halo[:] += 0.15
+    model.delta.data_with_halo[:] += 0.05
+    model.theta.data_with_halo[:] += 0.4
+    return AnisotropicWaveSolver(model, setup_geometry(model, TN), space_order=SO)
+
+
+def _visco(kernel):
+    def make():
+        from examples.seismic.viscoacoustic import ViscoacousticWaveSolver
+
+        from examples.seismic import demo_model, setup_geometry
+        model = demo_model('layers-viscoacoustic', shape=SHAPE, spacing=SPACING,
+                           nbl=NBL, space_order=SO, dtype=np.float64)
+        return ViscoacousticWaveSolver(model, setup_geometry(model, TN), space_order=SO,
+                                       kernel=kernel, time_order=2)
+    return make
+
+
+def _self_adjoint():
+    from examples.seismic.self_adjoint import SaIsoAcousticWaveSolver, setup_w_over_q
+
+    from examples.seismic import SeismicModel, setup_geometry
+    vp, b = np.full(SHAPE, 1.5), np.full(SHAPE, 1.0)
+    vp[:, SHAPE[1] // 2:], b[:, SHAPE[1] // 2:] = 2.2, 0.6
+    model = SeismicModel(origin=(0.0, 0.0), shape=SHAPE, vp=vp, b=b, spacing=SPACING,
+                         nbl=NBL, space_order=SO, dtype=np.float64,
+                         bcs=lambda f, n: setup_w_over_q(f, 2 * np.pi * 0.010, 0.1,
+                                                         1000.0, n, sigma=0))
+    return SaIsoAcousticWaveSolver(model, setup_geometry(model, TN), space_order=SO)
+
+
+# physics -> (solver, its parameters, whether Devito's jacobian_adjoint is its exact
+# transpose: None where it does not run)
+PHYSICS = {
+    'acoustic': (_acoustic, ('vp',), True),
+    'TTI centred': (_tti, ('vp', 'epsilon', 'delta', 'theta'), True),
+    'visco-acoustic SLS': (_visco('sls'), ('vp', 'b', 'qp'), False),
+    'visco-acoustic KV': (_visco('kv'), ('vp', 'b', 'qp'), None),
+    'visco-acoustic Maxwell': (_visco('maxwell'), ('vp', 'b', 'qp'), None),
+    'self-adjoint iso': (_self_adjoint, ('vp', 'b'), True),
+}
+
+
+@pytest.fixture(scope='module', params=[
+    pytest.param(n, marks=() if n == 'acoustic' else pytest.mark.slow) for n in PHYSICS])
+def physics(request):
+    """A Devito solver, its derived solver, a random source and receiver data."""
+    make, params, exact = PHYSICS[request.param]
+    solver = make()
+    rng = np.random.default_rng(3)
+    src, y = solver.geometry.src, solver.geometry.rec
+    src.data[:] = rng.standard_normal(src.data.shape)
+    y.data[:] = rng.standard_normal(y.data.shape)
+    return dict(name=request.param, solver=solver, ds=derived_solver(solver), src=src,
+                y=y, params=params, exact=exact, rng=rng)
+
+
+def _dot(a, b, c, d):
+    return abs(np.vdot(a, b) - np.vdot(c, d)) / abs(np.vdot(a, b))
+
+
+def test_adjoint_is_exact(physics):
+    """``adjoint``: the transpose of ``forward`` from the sources to the receivers,
+    returned in the places of Devito's solver's own ``adjoint``."""
+    p = physics
+    rec = p['ds'].forward(src=p['src'])[0].data.copy()
+    srca, *wavefields, summary = p['ds'].adjoint(p['y'])
+    assert srca.name == 'srca' and np.array_equal(srca.coordinates.data,
+                                                  p['src'].coordinates.data)
+    assert any(w is not None for w in wavefields) and hasattr(summary, 'globals')
+    assert _dot(rec, p['y'].data, p['src'].data, srca.data) < 1e-11
+
+
+def test_born_pair_is_exact(physics):
+    """``jacobian`` and ``jacobian_adjoint``: an exact pair, in the solver's own
+    parameter (``m`` or ``vp``)."""
+    p = physics
+    dm = Function(name='dm', grid=p['solver'].model.grid)
+    dm.data[:] = p['rng'].standard_normal(dm.data.shape)
+    drec = p['ds'].jacobian(dm)[0].data.copy()
+    saved = [f for f in p['ds'].forward(save=True)[1:-1] if f is not None]
+    g, _ = p['ds'].jacobian_adjoint(p['y'], *saved)
+    assert _dot(drec, p['y'].data, dm.data, g.data) < 1e-11
+
+
+def test_every_parameter_gradient(physics):
+    """``gradient`` of ``<F(m), y>`` with respect to every parameter, each on its
+    own against a 4th-order central difference of Devito's own ``forward``."""
+    p = physics
+    solver, model = p['solver'], p['solver'].model
+    dt = solver.dt
+    saved = tuple(f for f in p['ds'].forward(save=True)[1:-1] if f is not None)
+    grads = p['ds'].gradient(p['y'], saved, params=p['params'])
+    for name in p['params']:
+        m = getattr(model, name)
+        m0 = m.data.copy()
+        dm = p['rng'].standard_normal(m0.shape) * 0.01 * np.abs(m0).mean()
+
+        def objective(h, m=m, m0=m0, dm=dm):
+            m.data[:] = m0 + h * dm
+            # the step held: the solver's own follows max(vp), in rounded steps
+            return np.vdot(solver.forward(dt=dt)[0].data, p['y'].data)
+
+        h = 1e-3
+        J = objective
+        fd = (8 * (J(h) - J(-h)) - (J(2 * h) - J(-2 * h))) / (12 * h)
+        m.data[:] = m0
+        ad = np.vdot(dm, grads[name].data)
+        assert abs(fd - ad) / abs(ad) < 1e-7, (name, abs(fd - ad) / abs(ad))
+
+
+def test_against_devitos_jacobian_adjoint(physics):
+    """Where Devito's hand-written ``jacobian_adjoint`` is the exact transpose of its
+    Born operator (acoustic, TTI centred, self-adjoint), the derived one equals it;
+    Devito's visco-acoustic SLS gradient is derived from the continuous equations and
+    differs (KV and Maxwell: Devito's own does not run)."""
+    p = physics
+    if p['exact'] is None:
+        pytest.skip("Devito's jacobian_adjoint does not run for this kernel")
+    saved = [f for f in p['ds'].forward(save=True)[1:-1] if f is not None]
+    derived, _ = p['ds'].jacobian_adjoint(p['y'], *saved)
+    devito = p['solver'].jacobian_adjoint(p['y'], *saved)[0]
+    difference = np.linalg.norm(devito.data - derived.data) / np.linalg.norm(devito.data)
+    assert (difference < 1e-11) == p['exact'], difference
+
+
+def test_gradient_without_a_saved_wavefield(physics):
+    """``u=None``: the forward runs inside, with checkpointing; the same gradient."""
+    p = physics
+    saved = tuple(f for f in p['ds'].forward(save=True)[1:-1] if f is not None)
+    name = p['params'][-1]
+    with_u = p['ds'].gradient(p['y'], saved, params=(name,))[name].data.copy()
+    without = p['ds'].gradient(p['y'], None, params=(name,))[name].data
+    assert np.linalg.norm(without - with_u) < 1e-12 * np.linalg.norm(with_u)
+
+
+def test_the_solvers_operator_keyed_by_names(physics):
+    """``AdjointOperator(solver.op_fwd(save=True), {...names...})``: the Operator
+    Devito's solver built, passed as it is; the same gradient as the derived
+    solver's."""
+    p = physics
+    solver = p['solver']
+    saved = tuple(f for f in p['ds'].forward(save=True)[1:-1] if f is not None)
+    reference = p['ds'].gradient(p['y'], saved, params=('vp',))['vp'].data
+    op = solver.op_fwd(save=True)
+    vpb, recb = adjoint_function(solver.model.vp), adjoint_function(p['y'])
+    recb.data[:] = p['y'].data
+    saved = p['ds']._saved   # every wavefield the forward saved, by name
+    adjoints = {name: adjoint_function(f) for name, f in saved.items()}
+    aop = AdjointOperator(op, {**adjoints, 'vp': vpb, 'rec': recb})
+    takes = {q.name for q in aop.parameters}   # (Devito refuses other arguments)
+    aop.apply(dt=solver.dt, time_M=solver.geometry.nt - 2,
+              **{k: v for k, v in {**saved, 'src': solver.geometry.src}.items()
+                 if k in takes})
+    assert np.linalg.norm(vpb.data - reference) < 1e-12 * np.linalg.norm(reference)
+
+
+@pytest.mark.parametrize('which', ['elastic', 'visco-acoustic, time order 1',
+                                   'TTI staggered'])
+def test_staggered_solvers_are_refused(which):
+    from examples.seismic import demo_model, setup_geometry
+    if which == 'elastic':
+        from examples.seismic.elastic import ElasticWaveSolver as Solver
+        model, kw = demo_model('layers-elastic', shape=(15, 15), spacing=(10., 10.),
+                               nbl=4, space_order=4), {}
+    elif which.startswith('visco'):
+        from examples.seismic.viscoacoustic import ViscoacousticWaveSolver as Solver
+        model, kw = demo_model('layers-viscoacoustic', shape=(15, 15),
+                               spacing=(10., 10.), nbl=4, space_order=4), {
+                                   'time_order': 1}
+    else:
+        from examples.seismic.tti import AnisotropicWaveSolver as Solver
+        model, kw = demo_model('layers-tti', shape=(15, 15), spacing=(10., 10.), nbl=4,
+                               space_order=4), {'kernel': 'staggered'}
+    solver = Solver(model, setup_geometry(model, 50.), space_order=4, **kw)
+    with pytest.raises(AdjointError, match='is on a staggered grid .*not supported yet'):
+        derived_solver(solver)
