@@ -5,7 +5,8 @@ enter the visco-acoustic coefficients), long enough for the attenuation to act, 
 wavefields saved; and once with OpenMP on two threads.
 
 The default run checks the smaller model at space order 4, TTI included (anisotropic
-wherever the waves travel, so that the tilt acts); the slow run the rest."""
+wherever the waves travel, so that the tilt acts); the slow run the rest, and the
+OpenMP run."""
 
 import sys
 from pathlib import Path
@@ -72,6 +73,7 @@ def test_every_parameter(name, model, so, rng):
         assert error < TOLERANCE, f"{name}: {parameter} gradient off by {error:.1e}"
 
 
+@pytest.mark.slow
 def test_openmp_two_threads(rng):
     """The visco-acoustic SLS gradients (the ``qp`` coefficients are the most
     involved), both Operators compiled with OpenMP and run on two threads."""

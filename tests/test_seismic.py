@@ -155,7 +155,9 @@ def test_injected_expression_is_differentiated(rng):
 
 # -- whole forward models --------------------------------------------------------------
 
-@pytest.mark.parametrize('so', [2, 4, 8, 12, 16])
+# the highest orders in the slow run: the default run's time is spent elsewhere
+@pytest.mark.parametrize('so', [2, 4, 8] + [pytest.param(so, marks=pytest.mark.slow)
+                                            for so in (12, 16)])
 def test_forward_model_dot(so, rng):
     """<F src, d> = <src, F^T d> for Devito's acoustic model (damping, physdomain,
     Ricker injection, receivers), with the primal's apply arguments."""

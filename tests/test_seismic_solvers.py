@@ -211,3 +211,27 @@ def test_staggered_solvers_are_refused(which):
     solver = Solver(model, setup_geometry(model, 50.), space_order=4, **kw)
     with pytest.raises(AdjointError, match='is on a staggered grid .*not supported yet'):
         derived_solver(solver)
+
+
+def test_keyword_overrides_as_devitos_solvers_take_them(physics):
+    """``vp=`` (a Function of another model) and ``src=`` given to the methods, as
+    Devito's solvers take them: the same results as with that model and source."""
+    p = physics
+    solver, ds = p['solver'], p['ds']
+    if p['name'] != 'acoustic':
+        pytest.skip('one physics is enough for the keyword plumbing')
+    vp2 = Function(name='vp', grid=solver.model.grid, space_order=solver.model.vp.
+                   space_order)
+    vp2.data[:] = solver.model.vp.data * 1.05
+    dt = solver.dt
+    rec, u, _ = ds.forward(save=True, vp=vp2, src=p['src'], dt=dt)
+    given = ds.gradient(p['y'], u, vp=vp2, dt=dt)['vp'].data.copy()
+    vp0 = solver.model.vp.data.copy()
+    solver.model.vp.data[:] = vp2.data
+    try:
+        rec2, u2, _ = ds.forward(save=True, src=p['src'], dt=dt)
+        reference = ds.gradient(p['y'], u2, dt=dt)['vp'].data
+    finally:
+        solver.model.vp.data[:] = vp0
+    assert np.array_equal(rec.data, rec2.data)
+    assert np.linalg.norm(given - reference) <= 1e-12 * np.linalg.norm(reference)
