@@ -339,8 +339,7 @@ class DerivedSolver:
             "(save=True) returned, or u=None to run the forward here.")
 
     def _gradient_operator(self, fields, params, saved):
-        adjoints = {f: _like(f, f'{f.name}_b', save=None) for f in fields['wavefields']}
-        adjoints.update({r: adjoint_function(r) for r in fields['receivers']})
+        adjoints = _new(fields, '_b')
         adjoints.update({fields['parameters'][p]: adjoint_function(
             fields['parameters'][p]) for p in params})
         primal = self.solver.op_fwd(save=saved)
@@ -402,10 +401,7 @@ class DerivedSolver:
         (dmin,), overrides, named = self._bind('jacobian', args, kwargs)
         fields = self._fields(False)
         if 'jacobian' not in self._ops:
-            tangents = {f: _like(f, f'd{f.name}', save=None)
-                        for f in fields['wavefields']}
-            tangents.update({r: adjoint_function(r, f'{r.name}_d')
-                             for r in fields['receivers']})
+            tangents = _new(fields, '_d')
             tangents[self.model.vp] = adjoint_function(self.model.vp, 'dvp')
             self._ops['jacobian'] = (TangentOperator(self.solver.op_fwd(save=False),
                                                      tangents), tangents)
@@ -449,10 +445,7 @@ class DerivedSolver:
         (rec,), overrides, named = self._bind('adjoint', args, kwargs)
         fields = self._fields(False)
         if 'adjoint' not in self._ops:
-            adjoints = {f: _like(f, f'{f.name}_a', save=None)
-                        for f in fields['wavefields']}
-            adjoints.update({r: adjoint_function(r) for r in fields['receivers']})
-            adjoints.update({s: adjoint_function(s) for s in fields['sources']})
+            adjoints = _new(fields, '_a', sources=True)
             self._ops['adjoint'] = (AdjointOperator(self.solver.op_fwd(save=False),
                                                     adjoints), adjoints)
         op, adjoints = self._ops['adjoint']
@@ -466,6 +459,15 @@ class DerivedSolver:
         srca.data[:] = adjoints[s].data
         by_name = {f.name: adjoints[f] for f in fields['wavefields']}
         return (srca, *(by_name.get(n) for n in self.convention.returns), summary)
+
+
+def _new(fields, suffix, sources=False):
+    """A new zero field for each wavefield (buffered) and receiver set (and source)
+    of a forward model, named with ``suffix``."""
+    out = {f: _like(f, f'{f.name}{suffix}', save=None) for f in fields['wavefields']}
+    sparse = fields['receivers'] + (fields['sources'] if sources else [])
+    out.update({r: adjoint_function(r, f'{r.name}{suffix}') for r in sparse})
+    return out
 
 
 def _like(f, name, save):

@@ -194,12 +194,18 @@ def compile_times():
                   "Devito's adjoint", "Devito's gradient"], body)
 
 
-def build_times():
+def _derived_and_primal(column, unit, places):
+    """``column`` of the 2D and 3D acoustic derived adjoint against the primal."""
     r2, r3 = rows('results.md', '2d acoustic'), rows('results_3d.md', '3d acoustic')
-    return (f"{r2['derived adjoint']['build (s)']} s for the 2D derived adjoint against "
-            f"{r2['primal']['build (s)']} s for the primal, and "
-            f"{r3['derived adjoint']['build (s)']} s against "
-            f"{r3['primal']['build (s)']} s in 3D")
+    return (f"{r2['derived adjoint'][column]} {unit}{places[0]} against "
+            f"{r2['primal'][column]} {unit}{places[1]}, and "
+            f"{r3['derived adjoint'][column]} {unit} against "
+            f"{r3['primal'][column]} {unit} in 3D")
+
+
+def build_times():
+    return _derived_and_primal('build (s)', 's', (' for the 2D derived adjoint',
+                                                  ' for the primal'))
 
 
 def loops():
@@ -245,11 +251,7 @@ def memory():
 
 
 def fields():
-    r2, r3 = rows('results.md', '2d acoustic'), rows('results_3d.md', '3d acoustic')
-    return (f"{r2['derived adjoint']['fields (MB)']} MB against "
-            f"{r2['primal']['fields (MB)']} MB in 2D, "
-            f"{r3['derived adjoint']['fields (MB)']} MB against "
-            f"{r3['primal']['fields (MB)']} MB in 3D")
+    return _derived_and_primal('fields (MB)', 'MB', ('', ' in 2D'))
 
 
 def checkpointing():
