@@ -25,7 +25,12 @@ from .checks import (
     check_primal,
 )
 from .derive import derive
-from .devito_compat import build, dynamic_schedule_above_work, hoisted_halo_exchanges
+from .devito_compat import (
+    accesses_as_written,
+    build,
+    dynamic_schedule_above_work,
+    hoisted_halo_exchanges,
+)
 from .differentiate import partials
 from .rules import TANGENTS
 
@@ -236,7 +241,8 @@ def tangent(expressions, tangents, subs=None, primal=True):
         if primal and not any(e is stmt.eq for e in out):  # once per multi-field inject
             out.append(stmt.eq)
         if stmt.write.field in tangents:
-            out += TANGENTS[stmt.kind](stmt, partials(stmt, tangents), tangents)
+            out += accesses_as_written(TANGENTS[stmt.kind](stmt, partials(stmt, tangents),
+                                                           tangents))
     check_numbers(out, 'tangent')
     return out
 

@@ -42,7 +42,7 @@ from .checks import (
     check_time_free,
     check_window,
 )
-from .devito_compat import halo_exchange_over_time
+from .devito_compat import accesses_as_written, halo_exchange_over_time
 from .differentiate import partials
 from .emit.gather import Gather
 from .emit.scatter import Scatter
@@ -100,7 +100,7 @@ def derive(program, adjoints, mode='gather', checkpointed=False):
         log.debug("derived adjoint equation: %s", eq)
     check_halos(eqs, adjoints)
     check_numbers(eqs, 'assembly')
-    return eqs
+    return accesses_as_written(eqs)
 
 
 def _time_free(program, adjoints, form):

@@ -14,6 +14,8 @@ rest rewrite the adjoint's own equations or Operator arguments.
   adjoint operators under MPI;
 * :func:`halo_exchange_over_time`: Devito exchanges a TimeFunction's halo over its
   whole time extent outside the time loop;
+* :func:`accesses_as_written`: Devito evaluates an equation's right-hand side at
+  its left-hand side's point, interpolating a field staggered otherwise;
 * :func:`record_operator_inputs`: Devito keeps an Operator's equations only in
   lowered form. This one is not confined to the adjoint's building: from the import
   of the package on, every Operator keeps a reference to what it was built from, so
@@ -28,7 +30,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import sympy
-from devito import Eq, Function, Operator, TimeFunction, configuration
+from devito import Eq, Function, Inc, Operator, TimeFunction, configuration
 from devito.arch import Device, platform_registry
 from devito.ir.iet import FindNodes, Iteration
 from devito.mpi import distributed
@@ -42,7 +44,8 @@ from .ir.names import current
 
 __all__ = ['build', 'openmp_chunks_of_one', 'sympy_subdomain_bounds',
            'dynamic_schedule_above_work', 'hoisted_halo_exchanges',
-           'halo_exchange_over_time', 'record_operator_inputs', 'operator_inputs']
+           'halo_exchange_over_time', 'accesses_as_written', 'record_operator_inputs',
+           'operator_inputs']
 
 
 def build(eqs, **kwargs):
@@ -257,3 +260,64 @@ def operator_inputs(op):
             "so the equations it was built from were not recorded. Import "
             "devito_perforad at the top of the script, before the Operator (or the "
             "solver that makes it) is built; or pass its equations.") from None
+
+
+class _AsWritten:
+    """An equation whose right-hand side Devito evaluates as written: its derivatives
+    expanded, its field accesses left where they are."""
+
+    def _evaluate(self, **kwargs):
+        lhs, rhs = self._evaluate_args(**kwargs)
+        return self.func(lhs, rhs, subdomain=self.subdomain,
+                         coefficients=self.substitutions,
+                         implicit_dims=self._implicit_dims)
+
+    def __str__(self):  # printed as the Eq or Inc it is
+        return f"{type(self).__mro__[2].__name__}({self.lhs}, {self.rhs})"
+
+    __repr__ = __str__
+
+
+class _EqAsWritten(_AsWritten, Eq):
+    pass
+
+
+class _IncAsWritten(_AsWritten, Inc):
+    pass
+
+
+def accesses_as_written(eqs):
+    """The derived equations, those that read a staggered field rebuilt so that
+    Devito takes their accesses as written.
+
+    Devito 4.8.23 evaluates an equation's right-hand side at the point of its
+    left-hand side (``Eq._evaluate`` calls ``rhs._eval_at(lhs)``): a field staggered
+    otherwise, read at its own point (``vx(x + h_x/2)`` in an equation writing a node
+    field), is replaced by its average over the neighbouring points. The primal's
+    equations mean that; the derived ones are stated in grid steps from each field's
+    own point (:mod:`devito_perforad.ir.offsets`), every access meant exactly where it
+    is written, and evaluating them again would move some of them.
+
+    Examples
+    --------
+    >>> from devito import Grid, TimeFunction
+    >>> grid = Grid(shape=(4,))
+    >>> x = grid.dimensions[0]
+    >>> p = TimeFunction(name='p', grid=grid)
+    >>> v = TimeFunction(name='v', grid=grid, staggered=x)
+    >>> Eq(p, v).evaluate
+    Eq(p(t, x), 0.5*v(t, x - h_x/2) + 0.5*v(t, x + h_x/2))
+    >>> accesses_as_written([Eq(p, v)])[0].evaluate
+    Eq(p(t, x), v(t, x + h_x/2))
+    """
+    out = []
+    for eq in eqs:
+        fields = retrieve_functions([eq.lhs, eq.rhs], mode='unique') \
+            if isinstance(eq, Eq) else []
+        if any(getattr(f.function, 'staggered', None) and any(f.function.staggered)
+               for f in fields):
+            kind = _IncAsWritten if isinstance(eq, Inc) else _EqAsWritten
+            eq = kind(eq.lhs, eq.rhs, subdomain=eq.subdomain,
+                      implicit_dims=eq.implicit_dims)
+        out.append(eq)
+    return out

@@ -2,9 +2,10 @@
 gradients with respect to any model parameter, from the solver a script already has.
 
 :func:`derived_solver` wraps a solver (``AcousticWaveSolver``,
-``AnisotropicWaveSolver`` with the centred kernel, ``ViscoacousticWaveSolver`` at
-time order 2, ``SaIsoAcousticWaveSolver``). Everything it derives comes from the
-solver's own forward Operator, ``solver.op_fwd(save=...)``, through the public API
+``AnisotropicWaveSolver`` with the centred or the staggered kernel,
+``ViscoacousticWaveSolver`` at time order 2, ``SaIsoAcousticWaveSolver``).
+Everything it derives comes from the solver's own forward Operator,
+``solver.op_fwd(save=...)``, through the public API
 (:func:`~devito_perforad.AdjointOperator`, :func:`~devito_perforad.TangentOperator`,
 :class:`~devito_perforad.CheckpointedAdjoint`): no stencil is written here. The
 derived Operators are built once per solver and reused for every shot.
@@ -17,6 +18,7 @@ one of their own, ``gradient``, for any parameters.
 import inspect
 from dataclasses import dataclass
 
+import sympy
 from devito import Function, TimeFunction
 from devito.operations.interpolators import Injection, Interpolation
 from devito.tools import as_tuple, flatten
@@ -77,8 +79,8 @@ def derived_solver(solver):
     ------
     AdjointError
         If the solver's forward model has a form that cannot be differentiated yet
-        (staggered grids, vector and tensor fields: elastic, viscoelastic,
-        first-order visco-acoustic, staggered TTI).
+        (vector and tensor equations: elastic, viscoelastic, first-order
+        visco-acoustic).
 
     Examples
     --------
@@ -146,13 +148,11 @@ class DerivedSolver:
         # the wavefields and source of the last forward run with save=True
         self._saved, self._saved_src = {}, None
         fields = self._fields(False)
-        staggered = sorted(f.name for f in fields['wavefields'] if f.staggered
-                           and any(f.staggered))
-        if staggered:
+        if fields['vectors']:
             raise AdjointError(
-                f"{type(solver).__name__}'s forward model is on a staggered grid "
-                f"({', '.join(f'`{n}`' for n in staggered)}): staggered grids, vector "
-                "and tensor equations are not supported yet.")
+                f"{type(solver).__name__}'s forward model has vector or tensor "
+                f"equations ({', '.join(f'`{n}`' for n in fields['vectors'])}), which "
+                "are not supported yet.")
         if self.convention is None:
             names = [f.name for f in fields['wavefields']]
             self.convention = Convention(tuple(names), 'vp')
@@ -168,7 +168,7 @@ class DerivedSolver:
 
     def _analyse(self, save):
         expressions, _ = operator_inputs(self.solver.op_fwd(save=save))
-        wavefields, receivers, sources, read = {}, {}, {}, set()
+        wavefields, receivers, sources, read, vectors = {}, {}, {}, set(), []
         for e in flatten(as_tuple(expressions)):
             if isinstance(e, Injection):
                 sources[e.interpolator.sfunction.name] = e.interpolator.sfunction
@@ -177,6 +177,8 @@ class DerivedSolver:
             elif isinstance(e, Interpolation):
                 receivers[e.interpolator.sfunction.name] = e.interpolator.sfunction
                 read |= {a.function for a in e.expr.atoms(Function)}
+            elif isinstance(e.lhs, sympy.MatrixBase):
+                vectors.append(e.lhs.function.name)
             else:
                 wavefields.setdefault(e.lhs.function.name, e.lhs.function)
                 read |= {a.function for a in e.rhs.atoms(Function)}
@@ -185,7 +187,7 @@ class DerivedSolver:
                 read |= {a.function for a in e.expr.atoms(Function)}
         parameters = {n: getattr(self.model, n) for n in self.model.physical_parameters
                       if getattr(self.model, n, None) in read}
-        return dict(wavefields=list(wavefields.values()),
+        return dict(wavefields=list(wavefields.values()), vectors=vectors,
                     receivers=list(receivers.values()), sources=list(sources.values()),
                     parameters=parameters)
 

@@ -394,15 +394,10 @@ def _unsupported():
     shows it, the error type and message it gets."""
     from devito import NODE, VectorTimeFunction, grad
     grid = make_grid(2, 2)
-    x = grid.dimensions[0]
     p = TimeFunction(name='p', grid=grid, space_order=2, staggered=NODE)
-    vx = TimeFunction(name='vx', grid=grid, space_order=2, staggered=x)
     v = VectorTimeFunction(name='v', grid=grid, space_order=2)
     pb = adjoint_function(p)
     return {
-        'staggered grids': lambda: adjoint(
-            [Eq(vx.forward, vx + p.dx), Eq(p.forward, p + vx.forward.dx)],
-            {vx: adjoint_function(vx), p: pb}),
         'vector and tensor equations': lambda: adjoint(
             [Eq(v.forward, v + grad(p))], {v[0]: adjoint_function(v[0]),
                                             v[1]: adjoint_function(v[1]), p: pb}),

@@ -29,6 +29,7 @@ from devito.types.basic import AbstractFunction
 
 from ..errors import AdjointError, describe, located
 from .composition import compositions
+from .offsets import own_offset
 
 __all__ = ['Access', 'Statement', 'analyse', 'access_of', 'space_offsets', 'at_offsets']
 
@@ -116,14 +117,14 @@ class Statement:
 
 
 def _offset(eq, expr, arg, dim):
-    step = dim.spacing
-    k = sympy.nsimplify(sympy.expand((arg - dim) / step)) if arg.has(dim) else None
+    k = own_offset(expr, arg, dim)
     if k is None or not k.is_Integer:
         raise located(eq, expr.function,
                       f"index `{arg}` of dimension `{dim}` in `{expr}` is not "
                       f"`{dim}` plus a whole number of grid spacings. Only affine "
                       "accesses with integer offsets can be reversed (no indirect, "
-                      "non-affine, staggered or sub-dimension indexing).")
+                      "non-affine or sub-dimension indexing, no access between a "
+                      "staggered field's points).")
     return int(k)
 
 

@@ -44,6 +44,8 @@ from devito.finite_differences.derivative import Derivative
 from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
 
+from .offsets import own_offset
+
 __all__ = ['Composition', 'Term', 'compositions']
 
 
@@ -159,7 +161,7 @@ def _outer(node, grid, substitute):
 def _offsets(app, grid):
     out = []
     for arg, dim in zip(app.args, app.function.dimensions, strict=True):
-        k = sympy.nsimplify(sympy.expand((arg - dim) / dim.spacing))
+        k = own_offset(app, arg, dim) if arg.has(dim) else sympy.S.Zero
         if not k.is_Integer:
             raise ValueError(k)
         out.append(int(k))
