@@ -265,3 +265,25 @@ def test_gpu_adjoint_has_no_atomics_on_dense_fields(language):
                if w[-2:] == [f"{d.name} + {f._size_halo[d].left}"
                              for d in f.space_dimensions]]
         assert own, f"no gather update of {f.name}"
+
+
+@pytest.mark.parametrize('language', ['openmp', 'openacc'])
+def test_staggered_adjoint_is_a_gather(language):
+    """The adjoint of a velocity-pressure system on a staggered grid (velocities at
+    the half points): every adjoint field written at its own point, no atomics, no
+    reductions; the spatial loops parallel (OpenMP) or offloaded (OpenACC)."""
+    from test_offsets import _staggered_system
+    eqs, fields, _ = _staggered_system(2, 4)
+    adjoints = {f: adjoint_function(f) for f in fields}
+    grid = fields[0].grid
+    if language == 'openmp':
+        assert_gather(AdjointOperator(eqs, adjoints, **OPENMP), grid,
+                      list(adjoints.values()))
+        return
+    code = str(AdjointOperator(eqs, adjoints, platform='nvidiaX', language='openacc'))
+    assert '#pragma acc parallel' in code
+    assert not _atomic_targets(code) and 'reduction' not in code
+    for f in adjoints.values():
+        assert _writes(code, f), f"{f.name} is never written"
+        assert all(w[-2:] == [f"{d.name} + {f._size_halo[d].left}"
+                              for d in f.space_dimensions] for w in _writes(code, f))
