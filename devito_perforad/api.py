@@ -186,7 +186,7 @@ def AdjointOperator(expressions, adjoints, mode='gather', checkpointing=False,  
     True
     """
     check_options(mode, checkpointing, n_checkpoints)
-    check_operator_kwargs(kwargs, 'AdjointOperator')
+    kwargs = check_operator_kwargs(kwargs, 'AdjointOperator')
     if checkpointing:
         return CheckpointedAdjoint(expressions, adjoints, n_checkpoints, **kwargs)
     expressions, _, kwargs = check_primal(expressions, kwargs.get('subs'), kwargs)
@@ -286,7 +286,7 @@ def TangentOperator(expressions, tangents, primal=True, **kwargs):  # noqa: N802
     >>> wd.data
     Data([2., 4., 6., 8.])
     """
-    check_operator_kwargs(kwargs, 'TangentOperator')
+    kwargs = check_operator_kwargs(kwargs, 'TangentOperator')
     expressions, _, kwargs = check_primal(expressions, kwargs.get('subs'), kwargs)
     kwargs.setdefault('name', 'Tangent')
     return Operator(tangent(expressions, tangents, kwargs.get('subs'), primal),

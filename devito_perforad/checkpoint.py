@@ -83,7 +83,7 @@ class CheckpointedAdjoint:
 
     def __init__(self, expressions, adjoints, n_checkpoints=None, **kwargs):
         check_options(checkpointing=True, n_checkpoints=n_checkpoints)
-        check_operator_kwargs(kwargs, 'CheckpointedAdjoint')
+        kwargs = check_operator_kwargs(kwargs, 'CheckpointedAdjoint')
         primal = expressions if isinstance(expressions, Operator) else None
         expressions, _, kwargs = check_primal(expressions, kwargs.get('subs'), kwargs)
         program, active = check_inputs(expressions, adjoints, kwargs.get('subs'))

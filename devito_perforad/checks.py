@@ -27,6 +27,8 @@ adjoints map. Map it to its adjoint, `adjoint_function(w)`, or to None to mark i
 inactive.
 """
 
+import re
+import warnings
 from collections import defaultdict
 from collections.abc import Mapping
 
@@ -155,16 +157,29 @@ def check_options(mode='gather', checkpointing=False, n_checkpoints=None):
                            "snapshots, at least 1, or None for Revolve's choice.")
 
 
-def check_operator_kwargs(kwargs, caller):
-    """Check the keyword arguments ``caller`` passes on to ``devito.Operator``.
+# run-time arguments: Devito takes them in apply(), and a constructor would lose them
+RUN_TIME = re.compile(r'(dt|time|nthreads\w*|autotune|\w+_[mM])$')
 
-    Devito ignores keywords it does not know, so an ``apply`` argument given here
-    (``dt``, ``time_M``, ...) would be lost without a word.
+
+def check_operator_kwargs(kwargs, caller):
+    """Check the keyword arguments ``caller`` passes on to ``devito.Operator``: those
+    it passes on.
+
+    Devito takes run-time arguments in ``apply`` and ignores keywords it does not
+    know at construction: an ``apply`` argument given here (``dt``, ``time_M``, ...)
+    would be lost without a word, so it is an error; another keyword Devito ignores
+    (Devito's first-order visco-acoustic ``ForwardOperator`` passes ``v=v``) is
+    ignored here too, with a warning that names it.
+
+    Returns
+    -------
+    dict
+        ``kwargs`` without the keywords Devito ignores.
 
     Raises
     ------
     TypeError
-        For a keyword ``devito.Operator`` does not take.
+        For a run-time argument.
 
     Examples
     --------
@@ -177,11 +192,16 @@ def check_operator_kwargs(kwargs, caller):
     platform, language, compiler and allocator.
     """
     unknown = [k for k in kwargs if k not in OPERATOR_KWARGS]
-    if unknown:
-        raise TypeError(f"{caller} got {_names(unknown)}, which devito.Operator does "
+    run_time = [k for k in unknown if RUN_TIME.match(k)]
+    if run_time:
+        raise TypeError(f"{caller} got {_names(run_time)}, which devito.Operator does "
                         "not take; pass run-time arguments (dt, time_m, time_M, ...) to "
                         ".apply(). It passes on subs, opt, name, platform, language, "
                         "compiler and allocator.")
+    if unknown:
+        warnings.warn(f"{caller} ignores {_names(unknown)}, as devito.Operator does.",
+                      stacklevel=3)
+    return {k: v for k, v in kwargs.items() if k in OPERATOR_KWARGS}
 
 
 def check_primal(expressions, subs=None, kwargs=None):

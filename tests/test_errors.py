@@ -422,3 +422,13 @@ def test_the_readme_names_the_errors_of_what_is_not_supported():
         message = error_of(cases[name], kind)
         for part in phrase.strip('| `').split(' ... '):
             assert part in message, (what, part, message)
+
+
+def test_keywords_devito_ignores_are_ignored_with_a_warning(seismic):
+    """Devito's first-order visco-acoustic ``ForwardOperator`` passes ``v=v`` to
+    ``Operator``, which ignores it: so does ``AdjointOperator``, naming it."""
+    p = seismic
+    with pytest.warns(UserWarning, match='AdjointOperator ignores `v`, as '
+                                         'devito.Operator does'):
+        op = AdjointOperator(p['primal'], full_map(p), subs=p['subs'], v=p['u'])
+    assert op.name == 'Adjoint'
