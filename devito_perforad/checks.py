@@ -44,6 +44,7 @@ from devito import (
 from devito.mpi import MPI
 from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
+from devito.types.tensor import TensorFunction
 from sympy import Basic
 
 from .devito_compat import operator_inputs
@@ -263,7 +264,7 @@ def _check_map(adjoints, what):
                            "and each parameter to differentiate, to its adjoint field "
                            "(adjoint_function(f)).")
     pairs = {}
-    for f, fb in adjoints.items():
+    for f, fb in _components(adjoints).items():
         if not isinstance(f, str):  # a name: looked up in the program
             _check_key(f, what)
         pairs[f] = fb
@@ -271,6 +272,23 @@ def _check_map(adjoints, what):
         raise AdjointError(f"Every field in the {what} map is marked inactive (None): "
                            "map at least one field to its adjoint (adjoint_function(f)).")
     return pairs
+
+
+def _components(adjoints):
+    """The map with each vector or tensor field (and its adjoint) as its components."""
+    out = {}
+    for f, fb in adjoints.items():
+        if isinstance(f, TensorFunction):
+            parts = fb.values() if isinstance(fb, TensorFunction) else [fb] * len(
+                f.values())
+            if len(parts) != len(f.values()):
+                raise AdjointError(f"The adjoint of `{f.name}` has {len(parts)} "
+                                   f"components, `{f.name}` {len(f.values())}; use "
+                                   f"adjoint_function({f.name}).")
+            out.update(zip(f.values(), parts, strict=True))
+        else:
+            out[f] = fb
+    return out
 
 
 def _by_name(pairs, program, what):

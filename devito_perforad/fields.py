@@ -2,6 +2,7 @@
 
 import numpy as np
 from devito import Function, SparseFunction, SparseTimeFunction, TimeFunction
+from devito.types.tensor import TensorFunction, TensorTimeFunction, VectorFunction
 
 from .errors import check_field, short
 
@@ -45,6 +46,16 @@ def adjoint_function(f, name=None):
     >>> ub.name, ub.space_order, ub.time_order, ub.shape == u.shape
     ('u_b', 4, 1, True)
     """
+    if isinstance(f, TensorFunction):  # vectors too: the components' adjoints
+        kwargs = dict(name=name or f'{f.name}_b', grid=f.grid, space_order=f.space_order,
+                      dtype=f.dtype)
+        if isinstance(f, TensorTimeFunction):
+            kwargs.update(time_order=f.time_order, save=f.values()[0].save)
+        if not isinstance(f, VectorFunction):
+            symmetric = all(f[i, j] == f[j, i] for i in range(f.rows)
+                            for j in range(f.cols))
+            kwargs.update(symmetric=symmetric, diagonal=f.is_diagonal)
+        return type(f)(**kwargs)
     check_field(f, f"adjoint_function's argument `{short(f)}`")
     if isinstance(f, SparseFunction):
         kwargs = dict(name=name or f'{f.name}_b', grid=f.grid, npoint=f.npoint_global,

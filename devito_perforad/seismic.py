@@ -152,7 +152,8 @@ class DerivedSolver:
             raise AdjointError(
                 f"{type(solver).__name__}'s forward model has vector or tensor "
                 f"equations ({', '.join(f'`{n}`' for n in fields['vectors'])}), which "
-                "are not supported yet.")
+                "derived_solver does not take yet (AdjointOperator takes vector "
+                "equations; tensor equations are not supported yet).")
         if self.convention is None:
             names = [f.name for f in fields['wavefields']]
             self.convention = Convention(tuple(names), 'vp')

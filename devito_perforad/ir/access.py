@@ -213,6 +213,10 @@ def _sparse_statements(op, subs):
     for all, or one per field), is one injection statement per field, in order."""
     sparse = op.interpolator.sfunction
     if isinstance(op, Injection):
+        if isinstance(op.field, sympy.MatrixBase):
+            raise AdjointError(f"`{describe(op)}`: injections into vector and tensor "
+                               "fields (`tau.forward.diagonal()`) are not supported "
+                               "yet; inject into their components.")
         fields, exprs = as_tuple(op.field), as_tuple(op.expr)
         if len(exprs) == 1:
             exprs = exprs * len(fields)
@@ -253,10 +257,6 @@ def _statements(eq, subs):
     if not (isinstance(lhs, AbstractFunction)
             or isinstance(getattr(lhs, 'function', None), AbstractFunction)
             and lhs.is_Function):
-        if isinstance(lhs, sympy.MatrixBase):
-            raise AdjointError(f"In `{describe(eq)}`: vector and tensor equations (and "
-                               "the staggered fields they hold) are not supported yet; "
-                               "only scalar equations on the grid's nodes are.")
         raise AdjointError(f"In `{describe(eq)}`: the left-hand side `{lhs}` is not a "
                            "field.")
     reads = _reads(eq, rhs)
@@ -288,4 +288,16 @@ def analyse(expressions, subs=None):
         In program order; an injection into several fields gives one statement per
         field.
     """
-    return [s for eq in _flatten(expressions) for s in _statements(eq, subs)]
+    return [s for eq in _flatten(expressions) for c in _components(eq)
+            for s in _statements(c, subs)]
+
+
+def _components(eq):
+    """A vector equation as its components' scalar equations (Devito's own split),
+    any other expression as it is."""
+    if isinstance(eq, Eq) and isinstance(eq.lhs, sympy.MatrixBase):
+        if min(eq.lhs.shape) > 1:
+            raise AdjointError(f"In `{describe(eq)}`: tensor equations are not "
+                               "supported yet; vector equations are.")
+        return eq._flatten
+    return [eq]
