@@ -21,8 +21,10 @@ def adjoint_function(f, name=None):
 
     Parameters
     ----------
-    f : Function, TimeFunction, SparseFunction or SparseTimeFunction
-        The primal field (``model.vp``, not the expression ``model.m``).
+    f : Function, TimeFunction, SparseFunction, SparseTimeFunction, or vector or tensor
+        The primal field (``model.vp``, not the expression ``model.m``). A
+        ``VectorTimeFunction`` or ``TensorTimeFunction`` gets one of its kind, its
+        components the adjoints of ``f``'s.
     name : str, optional
         The adjoint's name; default ``f.name + '_b'``.
 
