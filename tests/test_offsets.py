@@ -50,7 +50,8 @@ def _staggered_system(ndim, so, save=None):
     return eqs, [p, *vs], b
 
 
-@pytest.mark.parametrize('ndim, so', [(1, 2), (2, 2), (2, 4), (2, 8), (3, 4)])
+@pytest.mark.parametrize('ndim, so', [(1, 2), (2, 2), (2, 4), (2, 8),
+                                      pytest.param(3, 4, marks=pytest.mark.slow)])
 def test_staggered_velocity_pressure(ndim, so, rng):
     eqs, fields, _ = _staggered_system(ndim, so)
     adjoints = {f: adjoint_function(f) for f in fields}

@@ -6,8 +6,9 @@ Per physics: the derived adjoint and Born pair dot-test (float64), the gradient 
 every parameter against 4th-order central differences, each parameter on its own,
 the derived ``jacobian_adjoint`` against Devito's hand-written one where Devito has a
 working one, and the adjoint of ``solver.op_fwd(save=True)`` itself. The acoustic
-solver runs in the default run; the others, each a few Operators more to compile, in
-the slow run."""
+solver runs in the default run (but for the comparisons with Devito's and with a
+checkpointed run); the others, each a few Operators more to compile, in the slow
+run."""
 
 import numpy as np
 import pytest
@@ -165,6 +166,7 @@ def test_every_parameter_gradient(physics):
         assert abs(fd - ad) / abs(ad) < 1e-7, (name, abs(fd - ad) / abs(ad))
 
 
+@pytest.mark.slow  # also for the acoustic solver: the default run's time
 def test_against_devitos_jacobian_adjoint(physics):
     """Where Devito's hand-written ``jacobian_adjoint`` is the exact transpose of its
     Born operator (acoustic, TTI centred, self-adjoint), the derived one equals it;
@@ -181,6 +183,7 @@ def test_against_devitos_jacobian_adjoint(physics):
     assert (difference < 1e-11) == p['exact'], difference
 
 
+@pytest.mark.slow  # also for the acoustic solver: the default run's time
 def test_gradient_without_a_saved_wavefield(physics):
     """``u=None``: the forward runs inside, with checkpointing; the same gradient."""
     p = physics
