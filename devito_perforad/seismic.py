@@ -175,6 +175,7 @@ class DerivedSolver:
                 sources[e.interpolator.sfunction.name] = e.interpolator.sfunction
                 for f in as_tuple(e.field):
                     wavefields.setdefault(f.function.name, f.function)
+                read |= {a.function for a in e.expr.atoms(Function)}
             elif isinstance(e, Interpolation):
                 receivers[e.interpolator.sfunction.name] = e.interpolator.sfunction
                 read |= {a.function for a in e.expr.atoms(Function)}
@@ -183,9 +184,6 @@ class DerivedSolver:
             else:
                 wavefields.setdefault(e.lhs.function.name, e.lhs.function)
                 read |= {a.function for a in e.rhs.atoms(Function)}
-        for e in flatten(as_tuple(expressions)):
-            if isinstance(e, Injection):
-                read |= {a.function for a in e.expr.atoms(Function)}
         parameters = {n: getattr(self.model, n) for n in self.model.physical_parameters
                       if getattr(self.model, n, None) in read}
         return dict(wavefields=list(wavefields.values()), vectors=vectors,
