@@ -646,20 +646,19 @@ def check_window(stmt, partial, step, top):
 
 
 def check_sparse_reads(active, derivs, levels):
-    """What the sparse rules reverse: unshifted reads of dense fields; in an injected
-    expression time-invariant fields and the sparse function at the current time; in
-    an interpolation, TimeFunctions at or above the lowest level the stencils read."""
+    """What the sparse rules reverse: in an injected expression, unshifted reads of
+    time-invariant fields and the sparse function at the current time; in an
+    interpolation, TimeFunctions at or above the lowest level the stencils read."""
     for stmt, ds in zip(active, derivs, strict=True):
         if stmt.is_dense:
             continue
         for a, _ in ds:
             interpolated = stmt.kind == 'interpolate' and isinstance(a.field,
                                                                     TimeFunction)
-            if interpolated and (any(a.space) or a.time < levels.w[a.field]):
+            if interpolated and a.time < levels.w[a.field]:
                 raise located(stmt.eq, a.field,
-                              "an interpolation reads this field at a shifted point or "
-                              "below the lowest level the stencils read; this is not "
-                              "supported.")
+                              "an interpolation reads this field below the lowest "
+                              "level the stencils read; this is not supported.")
             if interpolated:
                 continue
             if any(a.space) and not isinstance(a.field, SparseFunction):

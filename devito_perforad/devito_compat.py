@@ -16,6 +16,9 @@ rest rewrite the adjoint's own equations or Operator arguments.
   whole time extent outside the time loop;
 * :func:`accesses_as_written`: Devito evaluates an equation's right-hand side at
   its left-hand side's point, interpolating a field staggered otherwise;
+* :func:`interpolation_positioned`, :func:`injection_positioned`: Devito positions
+  an injection by its field's staggering but an interpolation at the nodes, after
+  averaging the staggered fields it reads there;
 * :func:`record_operator_inputs`: Devito keeps an Operator's equations only in
   lowered form. This one is not confined to the adjoint's building: from the import
   of the package on, every Operator keeps a reference to what it was built from, so
@@ -35,7 +38,8 @@ from devito.arch import Device, platform_registry
 from devito.ir.iet import FindNodes, Iteration
 from devito.mpi import distributed
 from devito.passes.iet.languages.openmp import OmpIteration
-from devito.symbolics import retrieve_functions
+from devito.symbolics import retrieve_function_carriers, retrieve_functions
+from devito.types import SparseFunction, Symbol
 
 from .errors import AdjointError
 from .fields import several_ranks
@@ -45,7 +49,8 @@ from .ir.names import current
 __all__ = ['build', 'openmp_chunks_of_one', 'sympy_subdomain_bounds',
            'dynamic_schedule_above_work', 'hoisted_halo_exchanges',
            'halo_exchange_over_time', 'accesses_as_written', 'record_operator_inputs',
-           'operator_inputs']
+           'operator_inputs', 'staggering_shifts', 'interpolation_positioned',
+           'injection_positioned']
 
 
 def build(eqs, **kwargs):
@@ -264,11 +269,12 @@ def operator_inputs(op):
 
 class _AsWritten:
     """An equation whose right-hand side Devito evaluates as written: its derivatives
-    expanded, its field accesses left where they are."""
+    expanded, its field accesses left where they are. It evaluates to the plain Eq or
+    Inc it is (Devito tells an increment by its exact type)."""
 
     def _evaluate(self, **kwargs):
         lhs, rhs = self._evaluate_args(**kwargs)
-        return self.func(lhs, rhs, subdomain=self.subdomain,
+        return type(self).__mro__[2](lhs, rhs, subdomain=self.subdomain,
                          coefficients=self.substitutions,
                          implicit_dims=self._implicit_dims)
 
@@ -321,3 +327,101 @@ def accesses_as_written(eqs):
                       implicit_dims=eq.implicit_dims)
         out.append(eq)
     return out
+
+
+def staggering_shifts(field):
+    """The half-cell shifts Devito positions an injection into ``field`` by (``()``
+    for a field on the nodes), one per space dimension.
+
+    Examples
+    --------
+    >>> from devito import Grid, TimeFunction
+    >>> grid = Grid(shape=(4, 4))
+    >>> x, y = grid.dimensions
+    >>> staggering_shifts(TimeFunction(name='v', grid=grid, staggered=x))
+    (h_x/2, 0)
+    """
+    staggered = getattr(field, 'staggered', None)
+    if not staggered or staggered.on_node:
+        return ()
+    return tuple(d.spacing / 2 if s else 0
+                 for d, s in zip(field.dimensions, staggered, strict=True) if d.is_Space)
+
+
+def interpolation_positioned(sparse, expr, shifts=(), increment=True):
+    """``sparse += interpolation of expr`` (``=`` unless ``increment``) with the
+    positions and weights Devito gives an injection into a field staggered by
+    ``shifts``, and ``expr``'s accesses taken as written.
+
+    Devito 4.8.23 positions an injection by its field's staggering
+    (``_field_shifts``), but an interpolation always at the nodes, after evaluating
+    its expression there (``expr._eval_at(sfunction)``, which averages a staggered
+    field). The transpose of an injection into a staggered field is an interpolation
+    at the injection's positions, of the adjoint field at its own points.
+
+    Examples
+    --------
+    >>> from devito import Grid, SparseTimeFunction, TimeFunction
+    >>> grid = Grid(shape=(8,))
+    >>> x = grid.dimensions[0]
+    >>> v = TimeFunction(name='v', grid=grid, staggered=x)
+    >>> s = SparseTimeFunction(name='s', grid=grid, npoint=1, nt=4)
+    >>> eqs = interpolation_positioned(s, v, staggering_shifts(v))
+    >>> eqs[-2].rhs.args[-1]
+    v(t, rp_sx + h_x/2 + posx_s1)
+    """
+    # Devito's own calls, keyword for keyword: its dimensions are memoised by them
+    interp = sparse.interpolator
+    variables = list(retrieve_function_carriers(expr))
+    dims = interp._augment_implicit_dims(None, _dense(variables))
+    if shifts:
+        idx_subs, temps = interp._interp_idx(variables, implicit_dims=dims,
+                                             subdomain=None, shifts=shifts)
+        weights = interp._weights(subdomain=None, shifts=shifts)
+    else:
+        idx_subs, temps = interp._interp_idx(variables, implicit_dims=dims,
+                                             subdomain=None)
+        weights = interp._weights(subdomain=None)
+    total = Symbol(name=f'sum{sparse.name}', dtype=sparse.dtype)
+    return temps + [Eq(total, 0., implicit_dims=dims),
+                    Inc(total, (weights * expr).xreplace(idx_subs), implicit_dims=dims),
+                    (Inc if increment else Eq)(sparse, total, implicit_dims=dims)]
+
+
+def injection_positioned(sparse, target, expr, shifts=()):
+    """``target += injection of expr`` with the positions and weights Devito gives a
+    field staggered by ``shifts`` (``()``: the nodes, where it interpolates), into
+    ``target`` as written: a field staggered otherwise, or read at an offset, is
+    written where the interpolation read it.
+
+    Devito 4.8.23 positions an injection by its target's staggering; the transpose of
+    an interpolation injects at the interpolation's positions (see
+    :func:`interpolation_positioned`).
+
+    Examples
+    --------
+    >>> from devito import Grid, SparseTimeFunction, TimeFunction
+    >>> grid = Grid(shape=(8,))
+    >>> x = grid.dimensions[0]
+    >>> vb = TimeFunction(name='vb', grid=grid, staggered=x)
+    >>> s = SparseTimeFunction(name='s', grid=grid, npoint=1, nt=4)
+    >>> injection_positioned(s, vb.shift(x, -x.spacing), s)[-1].lhs
+    vb(t, rp_sx - h_x/2 + posx)
+    """
+    # Devito's own calls, keyword for keyword: its dimensions are memoised by them
+    interp = sparse.interpolator
+    variables = list(retrieve_function_carriers(expr))
+    dims = interp._augment_implicit_dims(None, _dense(variables))
+    dims += tuple(r.parent for r in interp._rdim(subdomain=None, shifts=shifts))
+    idx_subs, temps = interp._interp_idx([target] + variables, implicit_dims=dims,
+                                         subdomain=None, shifts=shifts)
+    weights = interp._weights(subdomain=None, shifts=shifts)
+    return temps + [Inc(target.xreplace(idx_subs), (weights * expr).xreplace(idx_subs),
+                        implicit_dims=dims)]
+
+
+def _dense(variables):
+    """The dense fields among ``variables``: a sparse function read in a sparse
+    operation is read at that operation's points (another with the same points is
+    indexed by them), so its own point dimension adds no loop."""
+    return [v for v in variables if not isinstance(v.function, SparseFunction)]

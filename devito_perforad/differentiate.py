@@ -24,11 +24,13 @@ Examples
 
 import sympy
 from devito import TimeFunction
+from devito.finite_differences.differentiable import SafeInv
 from devito.symbolics import retrieve_functions
+from devito.types import SparseFunction
 from devito.types.basic import AbstractFunction
 
 from .ir.access import access_of, at_offsets
-from .ir.symbolic import Select, unrepresentable
+from .ir.symbolic import SafeInverse, Select, unrepresentable
 
 __all__ = ['partials', 'partials_of', 'linearised', 'plain', 'through_write',
            'pointwise_factor', 'cancelled']
@@ -50,6 +52,8 @@ def plain(expr):
     for kind in (sympy.Add, sympy.Mul, sympy.Pow):
         if isinstance(expr, kind):
             return kind(*args)
+    if isinstance(expr, SafeInv):
+        return SafeInverse(*args)
     func = getattr(type(expr), '__sympy_class__', None) or expr.func
     return func(*args)
 
@@ -125,9 +129,16 @@ def partials_of(expr, reads, active, symbols=()):
 def linearised(statement, partials, tangents):
     """``sum_a dR/da * ad``: the linearised right-hand side of ``statement``, each
     tangent ``ad`` read at the offset the primal reads its field (``partials`` from
-    :func:`partials`, ``tangents`` the map from field to tangent)."""
-    return sum((d * at_offsets(tangents[a.field], time=a.time, space=a.space)
-                for a, d in partials), sympy.S.Zero)
+    :func:`partials`, ``tangents`` the map from field to tangent). A sparse function's
+    tangent is read at the primal's point (its own point dimension is another)."""
+    return sum((d * _tangent_read(a, tangents[a.field]) for a, d in partials),
+               sympy.S.Zero)
+
+
+def _tangent_read(a, tangent):
+    if isinstance(a.field, SparseFunction):
+        return tangent.subs(dict(zip(tangent.indices, a.expr.indices, strict=True)))
+    return at_offsets(tangent, time=a.time, space=a.space)
 
 
 def through_write(statement, access, written):

@@ -392,20 +392,11 @@ def test_primal_stencil_past_its_halo_names_the_short_equation():
 def _unsupported():
     """Per row of the README's table of what is not supported yet: the program that
     shows it, the error type and message it gets."""
-    from devito import NODE, TensorTimeFunction, VectorTimeFunction, grad
+    from devito import NODE
     grid = make_grid(2, 2)
     p = TimeFunction(name='p', grid=grid, space_order=2, staggered=NODE)
-    v = VectorTimeFunction(name='v', grid=grid, space_order=2)
-    t = TensorTimeFunction(name='t', grid=grid, space_order=2)
-    src = SparseTimeFunction(name='src', grid=grid, npoint=1, nt=4)
     pb = adjoint_function(p)
     return {
-        'tensor equations': lambda: adjoint(
-            [Eq(t.forward, t + grad(v))], {t: adjoint_function(t),
-                                           v: adjoint_function(v)}),
-        'injections into vector': lambda: adjoint(
-            [src.inject(field=t.forward.diagonal(), expr=src)],
-            {t: adjoint_function(t), src: adjoint_function(src)}),
         'several `Eq`': lambda: adjoint([Eq(p.forward, p + 1), Eq(p.forward, 2 * p)],
                                          {p: pb}),
         'programs running backward': lambda: adjoint([Eq(p.backward, p + p.dx)],

@@ -110,38 +110,3 @@ def test_vector_equations(so, rng):
     # keyed by the vector, as a user would
     derived = adjoint(eqs, adjoints)
     assert {e.lhs.function.name for e in derived} >= {'p_b', 'v_b_x', 'v_b_y'}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize('kernel', ['sls', 'kv', 'maxwell'])
-def test_first_order_visco_acoustic(kernel, rng):
-    """Devito's visco-acoustic models at time order 1 (a ``VectorTimeFunction``
-    particle velocity on the staggered grid), from the expressions Devito's own
-    forward Operator was built from: dot test from the source to the receivers."""
-    from devito.operations.interpolators import Injection, Interpolation
-    from devito.tools import flatten
-    from examples.seismic.viscoacoustic import ViscoacousticWaveSolver
-
-    from devito_perforad.devito_compat import operator_inputs
-    from examples.seismic import demo_model, setup_geometry
-    model = demo_model('layers-viscoacoustic', shape=(25, 21), spacing=(10.0, 8.0),
-                       nbl=6, space_order=4, dtype=np.float64)
-    solver = ViscoacousticWaveSolver(model, setup_geometry(model, 150.0), space_order=4,
-                                     kernel=kernel, time_order=1)
-    expressions, kwargs = operator_inputs(solver.op_fwd(save=False))
-    adjoints = {}
-    for e in flatten(expressions):
-        if isinstance(e, (Injection, Interpolation)):
-            sparse = e.interpolator.sfunction
-            adjoints[sparse] = adjoint_function(sparse)
-            if isinstance(e, Injection):
-                src = sparse
-        else:  # a vector equation: its components
-            for c in (e.lhs.values() if isinstance(e.lhs, sympy.MatrixBase)
-                      else [e.lhs]):
-                adjoints[c.function] = adjoint_function(c.function)
-    src.data[:] = rng.standard_normal(src.data.shape)
-    apply = dict(dt=solver.dt, time_M=solver.geometry.nt - 2,
-                 **model.physical_params())
-    assert dot_test(expressions, adjoints, {src: slice(None)}, apply=apply, rng=rng,
-                    subs=kwargs.get('subs')) < 1e-11

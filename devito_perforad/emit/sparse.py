@@ -7,6 +7,11 @@ there; the dense adjoint stencils stay gathers.
 import sympy
 from devito import Inc, SparseFunction
 
+from ..devito_compat import (
+    injection_positioned,
+    interpolation_positioned,
+    staggering_shifts,
+)
 from ..ir.access import at_offsets
 from ..ir.symbolic import Select
 from ..region import domain_bounds
@@ -17,29 +22,38 @@ __all__ = ['operation']
 def operation(contribution, adjoints):
     """A sparse contribution as ``(build, target, expr)``: ``build(target, expr)``
     returns its equations, so that the driver can pin ``target`` and ``expr`` at an
-    edge of the run first (:func:`devito_perforad.schedule.pin_sparse`)."""
+    edge of the run first (:func:`devito_perforad.schedule.pin_sparse`).
+
+    Each runs at the positions of the primal operation it reverses: an injection's
+    are shifted by its field's staggering, an interpolation's are the nodes
+    (:func:`~devito_perforad.devito_compat.interpolation_positioned`). An injection
+    writes the adjoint at the offset the interpolation read its field."""
     c = contribution
+    stmt = c.statement
+    shifts = staggering_shifts(stmt.write.field) if stmt.kind == 'inject' else ()
     if c.via == 'interpolate':
-        return _interpolation(adjoints[c.sparse]), None, c.coefficient
-    return _injection(c.sparse), at_offsets(adjoints[c.target], time=c.level), \
-        c.coefficient
+        return _interpolation(adjoints[c.sparse], shifts), None, c.coefficient
+    space = c.access.space if stmt.kind == 'interpolate' else None
+    return _injection(c.sparse, shifts), \
+        at_offsets(adjoints[c.target], time=c.level, space=space), c.coefficient
 
 
-def _interpolation(sb):
+def _interpolation(sb, shifts):
     def build(target, expr):
-        return list(sb.interpolate(expr=expr, increment=True).evaluate)
+        return interpolation_positioned(sb, expr, shifts)
     return build
 
 
-def _injection(sparse):
+def _injection(sparse, shifts):
     def build(target, expr):
-        return inject_inside(sparse, target, expr)
+        return inject_inside(sparse, target, expr, shifts)
     return build
 
 
-def inject_inside(sparse, target, expr):
+def inject_inside(sparse, target, expr, shifts=()):
     """``sparse.inject(field=target, expr=expr)`` as equations that write the domain
-    only.
+    only, at the positions of a field staggered by ``shifts``
+    (:func:`~devito_perforad.devito_compat.injection_positioned`).
 
     Near the domain's edge an interpolation also reads the halo (a sinc kernel reaches
     ``r`` points past the edge). The halo is not the primal's state: nothing computes
@@ -65,12 +79,15 @@ def inject_inside(sparse, target, expr):
     (u(t + dt, rp_recx + posx), (rp_recx + posx >= x_m) & (rp_recx + posx <= x_M))
     """
     eqs = []
-    for eq in sparse.inject(field=target, expr=expr).evaluate:
+    for eq in injection_positioned(sparse, target, expr, shifts):
         f = getattr(eq.lhs, 'function', None)
         if isinstance(eq, Inc) and not isinstance(f, SparseFunction):
             inside = []
-            for d, i in zip(f.dimensions, eq.lhs.indices, strict=True):
+            for d, i, ref in zip(f.dimensions, eq.lhs.indices, f.indices_ref,
+                                 strict=True):
                 if d.is_Space:
+                    # the index in grid steps: a staggered field's own point is i = 0
+                    i = sympy.expand(i - (ref - d)).subs(d.spacing, 1)
                     first, last = domain_bounds(f.grid, d.root)
                     inside += [sympy.Ge(i, first), sympy.Le(i, last)]
             eq = eq.func(eq.lhs, Select(sympy.And(*inside), eq.rhs, sympy.S.Zero),

@@ -185,8 +185,12 @@ def _flatten(expressions):
         yield expressions
 
 
-def _evaluated(expr):
+def _evaluated(expr, at=None):
+    """``expr`` as Devito evaluates it, at the point of ``at`` where given (a sparse
+    operation's field or sparse function: a staggered field is averaged there)."""
     expr = sympy.sympify(expr)
+    if at is not None and hasattr(expr, '_eval_at'):
+        expr = expr._eval_at(at)
     return expr.evaluate if hasattr(expr, 'evaluate') else expr
 
 
@@ -213,11 +217,9 @@ def _sparse_statements(op, subs):
     for all, or one per field), is one injection statement per field, in order."""
     sparse = op.interpolator.sfunction
     if isinstance(op, Injection):
-        if isinstance(op.field, sympy.MatrixBase):
-            raise AdjointError(f"`{describe(op)}`: injections into vector and tensor "
-                               "fields (`tau.forward.diagonal()`) are not supported "
-                               "yet; inject into their components.")
-        fields, exprs = as_tuple(op.field), as_tuple(op.expr)
+        fields = tuple(op.field) if isinstance(op.field, sympy.MatrixBase) \
+            else as_tuple(op.field)
+        exprs = as_tuple(op.expr)
         if len(exprs) == 1:
             exprs = exprs * len(fields)
         if len(exprs) != len(fields):
@@ -226,14 +228,14 @@ def _sparse_statements(op, subs):
                                "field.")
         out = []
         for field, expr in zip(fields, exprs, strict=True):
-            rhs = substitute(_evaluated(expr), subs)
+            rhs = substitute(_evaluated(expr, field), subs)
             out.append(Statement(op, access_of(field, op), rhs, _reads(op, rhs), True,
                                  None, 'inject', sparse))
         return out
     if op.self_subs:
         raise AdjointError(f"`{describe(op)}`: interpolation with self_subs is not "
                            "supported.")
-    rhs = substitute(_evaluated(op.expr), subs)
+    rhs = substitute(_evaluated(op.expr, sparse), subs)
     return [Statement(op, access_of(sparse, op), rhs, _reads(op, rhs), op.increment,
                       None, 'interpolate', sparse)]
 
@@ -296,8 +298,5 @@ def _components(eq):
     """A vector equation as its components' scalar equations (Devito's own split),
     any other expression as it is."""
     if isinstance(eq, Eq) and isinstance(eq.lhs, sympy.MatrixBase):
-        if min(eq.lhs.shape) > 1:
-            raise AdjointError(f"In `{describe(eq)}`: tensor equations are not "
-                               "supported yet; vector equations are.")
         return eq._flatten
     return [eq]

@@ -1,4 +1,5 @@
-"""Symbolic helpers of the intermediate representation: a rebuildable ternary, moving
+"""Symbolic helpers of the intermediate representation: a rebuildable ternary, a
+differentiable safe inverse, moving
 an expression to another iteration point, pinning it at one counter, and the test for
 finite expressions.
 
@@ -16,13 +17,14 @@ from functools import partial
 
 import sympy
 from devito import TimeFunction
+from devito.finite_differences.differentiable import SafeInv
 from devito.symbolics import InlineIf, retrieve_functions
 from devito.types.basic import AbstractFunction
 
 from .access import access_of
 from .names import current
 
-__all__ = ['Select', 'shift', 'pin', 'finite', 'unrepresentable']
+__all__ = ['Select', 'SafeInverse', 'shift', 'pin', 'finite', 'unrepresentable']
 
 
 class Select(InlineIf):
@@ -48,6 +50,28 @@ class Select(InlineIf):
     def _eval_derivative(self, s):
         return Select(self.cond, sympy.diff(self.true_expr, s),
                       sympy.diff(self.false_expr, s))
+
+
+class SafeInverse(SafeInv):
+    """Devito's ``SafeInv(a, b)`` (``1/a``, or ``0`` where ``a`` or ``b`` is below a
+    tiny threshold: the harmonic averages of staggered parameters), with its
+    derivative. It prints as the primal's ``SAFEINV(a, b)``.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> a, b = sympy.symbols('a b')
+    >>> sympy.diff(SafeInverse(2*a, b), a)
+    -2*SafeInverse(2*a, b)**2
+    """
+
+    def diff(self, *symbols, **kwargs):
+        # Differentiable.diff is Devito's finite difference; this is SymPy's.
+        return sympy.Expr.diff(self, *symbols, **kwargs)
+
+    def _eval_derivative(self, s):
+        # d(1/a) = -(1/a)**2 da where the inverse is taken; 0 where it is cut off.
+        return sympy.Mul(-1, sympy.Pow(self, 2), sympy.diff(self.val, s))
 
 
 def shift(expr, time=0, space=None):

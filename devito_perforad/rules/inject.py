@@ -11,6 +11,7 @@ there; the dense adjoint stencils stay gathers.
 
 from devito import SparseFunction
 
+from ..devito_compat import injection_positioned, staggering_shifts
 from ..differentiate import linearised
 from ..ir.access import at_offsets
 from ..ir.contribution import Contribution
@@ -42,4 +43,6 @@ def linearise(statement, partials, tangents):
     dot = linearised(statement, partials, tangents)
     target = at_offsets(tangents[statement.write.field], time=statement.write.time,
                         space=statement.write.space)
-    return [statement.sparse.inject(field=target, expr=dot)] if dot != 0 else []
+    shifts = staggering_shifts(statement.write.field)
+    return injection_positioned(statement.sparse, target, dot, shifts) if dot != 0 \
+        else []

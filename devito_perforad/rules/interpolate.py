@@ -13,6 +13,7 @@ injection of a step outside the run is cut by a condition on the counter.
 import sympy
 from devito import TimeFunction
 
+from ..devito_compat import interpolation_positioned
 from ..differentiate import linearised
 from ..ir.contribution import Contribution
 from ..ir.symbolic import Select, shift
@@ -24,7 +25,7 @@ __all__ = ['transpose', 'linearise']
 def transpose(statement, partials, seed, levels):
     """The contributions of an interpolation: injections through the points of the
     sparse adjoint ``Sb`` (the seed's own function) into the adjoint of each read
-    field (:func:`devito_perforad.checks.check_interpolations` has checked the
+    field (:func:`devito_perforad.checks.check_sparse_reads` has checked the
     reads).
 
     Parameters and returns as :func:`devito_perforad.rules.stencil.transpose`.
@@ -51,6 +52,7 @@ def transpose(statement, partials, seed, levels):
 
 def linearise(statement, partials, tangents):
     """The tangent of an interpolation is an interpolation of the linearised
-    expression into the tangent sparse function."""
-    return [tangents[statement.write.field].interpolate(
-        expr=linearised(statement, partials, tangents), increment=statement.increment)]
+    expression into the tangent sparse function, its reads where the primal's are."""
+    return interpolation_positioned(tangents[statement.write.field],
+                                    linearised(statement, partials, tangents),
+                                    increment=statement.increment)
