@@ -19,6 +19,8 @@ rest rewrite the adjoint's own equations or Operator arguments.
 * :func:`interpolation_positioned`, :func:`injection_positioned`: Devito positions
   an injection by its field's staggering but an interpolation at the nodes, after
   averaging the staggered fields it reads there;
+* :func:`arguments_of_apply`: Devito's seismic solvers do not return every
+  wavefield they save;
 * :func:`record_operator_inputs`: Devito keeps an Operator's equations only in
   lowered form. This one is not confined to the adjoint's building: from the import
   of the package on, every Operator keeps a reference to what it was built from, so
@@ -50,7 +52,7 @@ __all__ = ['build', 'openmp_chunks_of_one', 'sympy_subdomain_bounds',
            'dynamic_schedule_above_work', 'hoisted_halo_exchanges',
            'halo_exchange_over_time', 'accesses_as_written', 'record_operator_inputs',
            'operator_inputs', 'staggering_shifts', 'interpolation_positioned',
-           'injection_positioned']
+           'injection_positioned', 'arguments_of_apply']
 
 
 def build(eqs, **kwargs):
@@ -425,3 +427,36 @@ def _dense(variables):
     operation is read at that operation's points (another with the same points is
     indexed by them), so its own point dimension adds no loop."""
     return [v for v in variables if not isinstance(v.function, SparseFunction)]
+
+
+@contextmanager
+def arguments_of_apply(op):
+    """Record the keyword arguments ``op.apply`` is called with, in a dict, while the
+    context lasts.
+
+    Devito's seismic solvers create some wavefields of their own and do not return
+    them (the memory variables of the visco-acoustic and viscoelastic models): the
+    fields the solver passes to its forward Operator are all it ran with.
+
+    Examples
+    --------
+    >>> from devito import Eq, Function, Grid, Operator
+    >>> f = Function(name='f', grid=Grid(shape=(4,)))
+    >>> op = Operator([Eq(f, 1)])
+    >>> with arguments_of_apply(op) as arguments:
+    ...     _ = op.apply(f=f)
+    >>> arguments['f'] is f
+    True
+    """
+    arguments = {}
+    apply = op.apply
+
+    def recorded(**kwargs):
+        arguments.update(kwargs)
+        return apply(**kwargs)
+
+    op.apply = recorded
+    try:
+        yield arguments
+    finally:
+        del op.apply

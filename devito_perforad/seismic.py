@@ -3,7 +3,8 @@ gradients with respect to any model parameter, from the solver a script already 
 
 :func:`derived_solver` wraps a solver (``AcousticWaveSolver``,
 ``AnisotropicWaveSolver`` with the centred or the staggered kernel,
-``ViscoacousticWaveSolver`` at time order 2, ``SaIsoAcousticWaveSolver``).
+``ViscoacousticWaveSolver`` at time orders 1 and 2, ``SaIsoAcousticWaveSolver``,
+``ElasticWaveSolver``, ``ViscoelasticWaveSolver``).
 Everything it derives comes from the solver's own forward Operator,
 ``solver.op_fwd(save=...)``, through the public API
 (:func:`~devito_perforad.AdjointOperator`, :func:`~devito_perforad.TangentOperator`,
@@ -12,12 +13,16 @@ derived Operators are built once per solver and reused for every shot.
 
 The methods have the wrapped solver's names, arguments and return values:
 ``forward``, ``adjoint``, ``jacobian`` (Born modelling) and ``jacobian_adjoint``; and
-one of their own, ``gradient``, for any parameters.
+one of their own, ``gradient``, for any parameters. Devito's elastic and viscoelastic
+solvers have no adjoint: theirs is derived all the same, with the data of each
+receiver set (``rec1``, ``rec2``) as its arguments. They have no Born modelling
+either, and the derived solver gives none for them yet.
 """
 
 import inspect
 from dataclasses import dataclass
 
+import numpy as np
 import sympy
 from devito import Function, TimeFunction
 from devito.operations.interpolators import Injection, Interpolation
@@ -25,7 +30,7 @@ from devito.tools import as_tuple, flatten
 
 from .api import AdjointOperator, TangentOperator
 from .checkpoint import CheckpointedAdjoint
-from .devito_compat import operator_inputs
+from .devito_compat import arguments_of_apply, operator_inputs
 from .errors import AdjointError
 from .fields import adjoint_function
 
@@ -58,6 +63,9 @@ CONVENTIONS = {
     'AnisotropicWaveSolver': Convention(('u', 'v'), 'm'),
     'ViscoacousticWaveSolver': Convention(('p', 'v'), 'm'),
     'SaIsoAcousticWaveSolver': Convention(('u',), 'vp'),
+    # vector and tensor wavefields by their name (`v` for `v_x`, `v_y`, ...)
+    'ElasticWaveSolver': Convention(('v', 'tau'), None),
+    'ViscoelasticWaveSolver': Convention(('v', 't'), None),
 }
 
 
@@ -78,9 +86,7 @@ def derived_solver(solver):
     Raises
     ------
     AdjointError
-        If the solver's forward model has a form that cannot be differentiated yet
-        (vector and tensor equations: elastic, viscoelastic, first-order
-        visco-acoustic).
+        If the solver's forward model has a form that cannot be differentiated.
 
     Examples
     --------
@@ -148,12 +154,6 @@ class DerivedSolver:
         # the wavefields and source of the last forward run with save=True
         self._saved, self._saved_src = {}, None
         fields = self._fields(False)
-        if fields['vectors']:
-            raise AdjointError(
-                f"{type(solver).__name__}'s forward model has vector or tensor "
-                f"equations ({', '.join(f'`{n}`' for n in fields['vectors'])}), which "
-                "derived_solver does not take yet (AdjointOperator takes vector "
-                "equations; tensor equations are not supported yet).")
         if self.convention is None:
             names = [f.name for f in fields['wavefields']]
             self.convention = Convention(tuple(names), 'vp')
@@ -168,25 +168,24 @@ class DerivedSolver:
         return self._analysed[save]
 
     def _analyse(self, save):
-        expressions, _ = operator_inputs(self.solver.op_fwd(save=save))
-        wavefields, receivers, sources, read, vectors = {}, {}, {}, set(), []
+        expressions, _ = operator_inputs(self.solver.op_fwd(save))
+        wavefields, receivers, sources, read = {}, {}, {}, set()
         for e in flatten(as_tuple(expressions)):
             if isinstance(e, Injection):
                 sources[e.interpolator.sfunction.name] = e.interpolator.sfunction
-                for f in as_tuple(e.field):
+                for f in _components(e.field):
                     wavefields.setdefault(f.function.name, f.function)
-                read |= {a.function for a in e.expr.atoms(Function)}
+                read |= _functions(e.expr)
             elif isinstance(e, Interpolation):
                 receivers[e.interpolator.sfunction.name] = e.interpolator.sfunction
-                read |= {a.function for a in e.expr.atoms(Function)}
-            elif isinstance(e.lhs, sympy.MatrixBase):
-                vectors.append(e.lhs.function.name)
+                read |= _functions(e.expr)
             else:
-                wavefields.setdefault(e.lhs.function.name, e.lhs.function)
-                read |= {a.function for a in e.rhs.atoms(Function)}
+                for f in _components(e.lhs):
+                    wavefields.setdefault(f.function.name, f.function)
+                read |= _functions(e.rhs)
         parameters = {n: getattr(self.model, n) for n in self.model.physical_parameters
                       if getattr(self.model, n, None) in read}
-        return dict(wavefields=list(wavefields.values()), vectors=vectors,
+        return dict(wavefields=list(wavefields.values()),
                     receivers=list(receivers.values()), sources=list(sources.values()),
                     parameters=parameters)
 
@@ -216,7 +215,7 @@ class DerivedSolver:
         model = overrides.pop('model', None) or self.model
         dt = overrides.pop('dt', self.solver.dt)
         args = dict(dt=dt, **model.physical_params(**overrides))
-        primal = self.solver.op_fwd(save=save)
+        primal = self.solver.op_fwd(save)
         known = {p.name for p in primal.parameters}
         ranged = primal.arguments(**{k: v for k, v in {**args, **fields}.items()
                                      if k in known})
@@ -244,16 +243,16 @@ class DerivedSolver:
             summary).
         """
         save = kwargs.get('save')
-        if save:
-            taken = inspect.signature(self.solver.forward).parameters
-            for f in self._fields(True)['wavefields']:
-                if f.name in taken and kwargs.get(f.name) is None:
-                    kwargs[f.name] = _like(f, f.name, save=self.geometry.nt)
-        result = self.solver.forward(*args, **kwargs)
-        if save:
-            self._saved = {f.name: kwargs.get(f.name) for f in self._fields(True)[
-                'wavefields'] if kwargs.get(f.name) is not None}
-            self._saved_src = kwargs.get('src') or (args[0] if args else None)
+        if not save:
+            return self.solver.forward(*args, **kwargs)
+        # the Operator the solver runs: op_fwd is memoised by its arguments as given
+        with arguments_of_apply(self.solver.op_fwd(save)) as ran:
+            result = self.solver.forward(*args, **kwargs)
+        fields = self._fields(True)
+        self._saved = {f.name: ran[f.name] for f in fields['wavefields']
+                       if f.name in ran}
+        self._saved_src = next((ran[s.name] for s in fields['sources']
+                                if s.name in ran), None)
         return result
 
     # -- gradients ----------------------------------------------------------------------
@@ -272,7 +271,12 @@ class DerivedSolver:
             ``None`` to run the forward here.
         params : tuple of str
             Model parameters: ``vp``, ``b``, ``qp``, ``epsilon``, ``delta``,
-            ``theta``, ``phi``, as the forward model reads them.
+            ``theta``, ``phi``, as the forward model reads them. An elastic or
+            viscoelastic model holds the Lamé parameters ``lam``, ``mu`` and the
+            buoyancy ``b``: ``vp``, ``vs`` and ``b`` there are the velocities'
+            parametrisation (``lam = (vp**2 - 2 vs**2)/b``, ``mu = vs**2/b``), ``b``
+            at fixed velocities; with ``lam`` or ``mu`` asked for, ``b`` is at fixed
+            Lamé parameters.
         checkpointing : bool, optional
             Run the forward here, in bounded memory (Revolve checkpointing).
         **kwargs
@@ -293,12 +297,21 @@ class DerivedSolver:
         """
         saved = u is not None and not checkpointing
         fields = self._fields(saved)
-        params = tuple(dict.fromkeys(as_tuple(params)))
-        unknown = [p for p in params if p not in fields['parameters']]
+        asked = tuple(dict.fromkeys(as_tuple(params)))
+        velocities = _velocities(fields['parameters'], asked)
+        has = list(fields['parameters']) + (['vp', 'vs'] if velocities is not None
+                                            else [])
+        unknown = [p for p in asked if p not in has]
         if unknown:
-            has = ', '.join(f'`{p}`' for p in fields['parameters'])
+            has = ', '.join(f'`{p}`' for p in has)
             raise AdjointError(f"{', '.join(f'`{p}`' for p in unknown)}: not a parameter "
                                f"of this forward model; it has {has}.")
+        params = tuple(dict.fromkeys(
+            [p for p in ('lam', 'mu', 'b') if p in fields['parameters']]
+            + [p for p in asked if p not in ('vp', 'vs', 'b')])) if velocities \
+            else asked
+        values = (kwargs.get('model') or self.model).physical_params(
+            **{k: v for k, v in kwargs.items() if k != 'model'})
         state = self._saved_state(u, fields) if saved else {}
         key = ('gradient', params, saved)
         if key not in self._ops:
@@ -318,17 +331,22 @@ class DerivedSolver:
             model = kwargs.pop('model', None) or self.model
             self.summary = op.apply(dt=kwargs.pop('dt', self.solver.dt),
                                     **model.physical_params(**kwargs), **sources)
+        grads = {p: adjoints[fields['parameters'][p]].data for p in params}
+        if velocities:
+            grads = _by_velocities(grads, {p: getattr(values[p], 'data', values[p])
+                                           for p in params})
         out = {}
-        for p in params:
-            m = fields['parameters'][p]
-            out[p] = Function(name=f'grad_{p}', grid=self.model.grid, dtype=m.dtype)
-            out[p].data[:] = adjoints[m].data
+        for p in asked:
+            out[p] = Function(name=f'grad_{p}', grid=self.model.grid,
+                              dtype=self.model.dtype)
+            out[p].data[:] = grads[p]
         return out
 
     def _saved_state(self, u, fields):
         """Every wavefield the forward model saves, by name: those of the last
         :meth:`forward` that returned ``u``, or ``u`` itself where it is all of them."""
-        given = {f.name: f for f in as_tuple(u) if f is not None}
+        given = {c.name: c for f in as_tuple(u) if f is not None
+                 for c in _components(f)}
         if any(self._saved.get(n) is f for n, f in given.items()):
             return self._saved
         names = {f.name for f in fields['wavefields']}
@@ -343,7 +361,7 @@ class DerivedSolver:
         adjoints = _new(fields, '_b')
         adjoints.update({fields['parameters'][p]: adjoint_function(
             fields['parameters'][p]) for p in params})
-        primal = self.solver.op_fwd(save=saved)
+        primal = self.solver.op_fwd(saved)
         if saved:
             return AdjointOperator(primal, adjoints), adjoints
         return CheckpointedAdjoint(primal, adjoints), adjoints
@@ -365,6 +383,7 @@ class DerivedSolver:
         (Function, summary)
             The gradient, and the run's summary.
         """
+        self._has_born('jacobian_adjoint')
         (rec, *saved), overrides, named = self._bind('jacobian_adjoint', args, kwargs)
         if named.get('src') is not None:
             overrides['src'] = named['src']
@@ -378,6 +397,13 @@ class DerivedSolver:
             out.data[:] = g.data
             g = out
         return g, self.summary
+
+    def _has_born(self, method):
+        if self.convention.born is None:
+            raise AdjointError(
+                f"{type(self.solver).__name__} has no `{method}` to follow, and "
+                "derived_solver does not give one of its own yet: for gradients use "
+                "gradient(residual, u, params=('vp', 'vs', 'b', ...)).")
 
     # -- Born modelling and the adjoint --------------------------------------------------
 
@@ -399,12 +425,13 @@ class DerivedSolver:
             The Born data, the primal wavefields, the perturbed wavefields, and the
             run's summary, as the solver's own.
         """
+        self._has_born('jacobian')
         (dmin,), overrides, named = self._bind('jacobian', args, kwargs)
         fields = self._fields(False)
         if 'jacobian' not in self._ops:
             tangents = _new(fields, '_d')
             tangents[self.model.vp] = adjoint_function(self.model.vp, 'dvp')
-            self._ops['jacobian'] = (TangentOperator(self.solver.op_fwd(save=False),
+            self._ops['jacobian'] = (TangentOperator(self.solver.op_fwd(False),
                                                      tangents), tangents)
         op, tangents = self._ops['jacobian']
         for fd in tangents.values():
@@ -428,7 +455,10 @@ class DerivedSolver:
     def adjoint(self, *args, **kwargs):
         """The wrapped solver's ``adjoint``, with its arguments (the receiver data;
         ``srca=`` to fill, ``model=``, parameter overrides), derived: the exact
-        transpose of its forward model from the sources to the receivers.
+        transpose of its forward model from the sources to the receivers. A solver
+        without one (Devito's elastic and viscoelastic) gets one: the receiver data
+        of each set ``forward`` returns, in its order, then ``srca=``, ``model=``
+        and parameter overrides.
 
         Parameters
         ----------
@@ -440,26 +470,80 @@ class DerivedSolver:
         -------
         tuple
             The adjoint source, the adjoint wavefields in the places ``forward``
-            returns the wavefields (``None`` where it returns ``None``), and the
-            run's summary.
+            returns the wavefields (``None`` where it returns ``None``; a vector's or
+            tensor's as the tuple of its components), and the run's summary.
         """
-        (rec,), overrides, named = self._bind('adjoint', args, kwargs)
         fields = self._fields(False)
+        if hasattr(self.solver, 'adjoint'):
+            recs, overrides, named = self._bind('adjoint', args, kwargs)
+        else:
+            recs, named = args, {'srca': kwargs.pop('srca', None)}
+            overrides = {k: v for k, v in kwargs.items() if v is not None}
+        if len(recs) != len(fields['receivers']):
+            raise TypeError(f"adjoint takes the data of {len(fields['receivers'])} "
+                            f"receiver sets, {len(recs)} given.")
         if 'adjoint' not in self._ops:
             adjoints = _new(fields, '_a', sources=True)
-            self._ops['adjoint'] = (AdjointOperator(self.solver.op_fwd(save=False),
+            self._ops['adjoint'] = (AdjointOperator(self.solver.op_fwd(False),
                                                     adjoints), adjoints)
         op, adjoints = self._ops['adjoint']
         for fb in adjoints.values():
             fb.data[:] = 0
-        (r,) = fields['receivers']
-        adjoints[r].data[:] = getattr(rec, 'data', rec)
+        for r, data in zip(fields['receivers'], recs, strict=True):
+            adjoints[r].data[:] = getattr(data, 'data', data)
         summary = self._run(op, False, overrides)
         srca = named.get('srca') or self.geometry.new_src(name='srca', src_type=None)
         (s,) = fields['sources']
         srca.data[:] = adjoints[s].data
-        by_name = {f.name: adjoints[f] for f in fields['wavefields']}
-        return (srca, *(by_name.get(n) for n in self.convention.returns), summary)
+        returned = []
+        for n in self.convention.returns:  # a field, or a vector's components
+            group = [adjoints[f] for f in fields['wavefields']
+                     if f.name == n or f.name.startswith(f'{n}_')]
+            returned.append(None if not group else group[0]
+                            if len(group) == 1 and group[0].name == f'{n}_a'
+                            else tuple(group))
+        return (srca, *returned, summary)
+
+
+def _velocities(parameters, asked):
+    """``None`` for a model without Lamé parameters; for one with them, whether the
+    gradients ``asked`` for are by the velocities ``vp``, ``vs`` (and ``b`` at fixed
+    velocities) rather than by ``lam``, ``mu`` (and ``b`` at fixed Lamé
+    parameters)."""
+    if not {'lam', 'mu'} <= set(parameters):
+        return None
+    lame = [p for p in asked if p in ('lam', 'mu')]
+    speeds = [p for p in asked if p in ('vp', 'vs')]
+    if lame and speeds:
+        raise AdjointError(f"{', '.join(f'`{p}`' for p in lame + speeds)}: ask for the "
+                           "gradients by the velocities (vp, vs, b) or by the Lamé "
+                           "parameters (lam, mu, b), not both.")
+    return not lame
+
+
+def _by_velocities(g, m):
+    """Gradients by ``lam``, ``mu``, ``b`` as gradients by ``vp``, ``vs``, ``b`` (at
+    fixed velocities), with ``lam = (vp**2 - 2 vs**2) b**-1``, ``mu = vs**2 b**-1``
+    (Devito's elastic models), at the parameters ``m``."""
+    lam, mu, b = m['lam'], m['mu'], m['b']
+    vp, vs = np.sqrt(b * (lam + 2 * mu)), np.sqrt(b * mu)
+    return {**g, 'vp': 2 * vp / b * g['lam'],
+            'vs': 2 * vs / b * (g['mu'] - 2 * g['lam']),
+            'b': g['b'] - (g['lam'] * lam + g['mu'] * mu) / b}
+
+
+def _components(expr):
+    """The scalar fields of a field, or of a vector's or tensor's (``v.forward``,
+    ``tau.forward.diagonal()``)."""
+    if isinstance(expr, sympy.MatrixBase):
+        return list(expr.values()) if hasattr(expr, 'values') else list(expr)
+    return list(as_tuple(expr))
+
+
+def _functions(expr):
+    """The fields ``expr`` reads (a vector's or tensor's components)."""
+    exprs = expr if isinstance(expr, sympy.MatrixBase) else [expr]
+    return {a.function for e in exprs for a in sympy.sympify(e).atoms(Function)}
 
 
 def _new(fields, suffix, sources=False):
