@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 from conftest import make_grid, positive
-from devito import Eq, Function, Inc, Operator, TimeFunction
+from devito import Eq, Function, Inc, Operator, SparseFunction, TimeFunction
 
 from devito_perforad import AdjointOperator, adjoint_function
 
@@ -287,3 +287,51 @@ def test_staggered_adjoint_is_a_gather(language):
         assert _writes(code, f), f"{f.name} is never written"
         assert all(w[-2:] == [f"{d.name} + {f._size_halo[d].left}"
                               for d in f.space_dimensions] for w in _writes(code, f))
+
+
+STAGGERED_MODELS = [pytest.param(p, marks=() if p == 'elastic' else pytest.mark.slow)
+                    for p in ('elastic', 'viscoelastic', 'tti staggered', 'visco sls',
+                              'visco kv', 'visco maxwell')]
+
+
+@pytest.mark.parametrize('language', ['openmp', 'openacc'])
+@pytest.mark.parametrize('physics', STAGGERED_MODELS)
+def test_devito_staggered_models_are_gathers(physics, language):
+    """The adjoint and every parameter's gradient of Devito's own staggered-grid
+    forward models (vector and tensor wavefields), in OpenMP and in OpenACC (source
+    generation only): the only atomics are the sparse injections, no reductions,
+    every dense adjoint field written at its own point, the spatial loops parallel
+    or offloaded. (Devito's staggered TTI keeps its particle velocities buffered:
+    its gradient is the checkpointed one.)"""
+    from conftest import devito_forward
+    from test_seismic import devito_solver
+
+    from devito_perforad import CheckpointedAdjoint
+    solver = devito_solver(physics, 2)
+    saves = physics != 'tti staggered'
+    expressions, kwargs, adjoints, _ = devito_forward(solver, save=saves)
+    model = solver.model
+    params = [getattr(model, n) for n in model.physical_parameters
+              if isinstance(getattr(model, n), Function) and n != 'damp']
+    adjoints.update({m: adjoint_function(m) for m in params})
+    options = OPENMP if language == 'openmp' else dict(platform='nvidiaX',
+                                                       language='openacc')
+    if saves:
+        op = AdjointOperator(expressions, adjoints, subs=kwargs['subs'], **options)
+    else:
+        op = CheckpointedAdjoint(expressions, adjoints, subs=kwargs['subs'],
+                                 **options).reverse
+    code = str(op.ccode)
+    assert all('pos' in stmt for stmt in _atomic_targets(code))  # sparse points only
+    assert 'reduction' not in code
+    dense = [fb for f, fb in adjoints.items() if not isinstance(f, SparseFunction)]
+    for fb in dense:
+        own = [f"{d.name} + {fb._size_halo[d].left}" for d in fb.space_dimensions]
+        writes = [w for w in _writes(code, fb) if not any('pos' in i for i in w)]
+        assert writes, f"{fb.name} is never written"
+        assert all(w[-2:] == own for w in writes), (fb.name, writes)
+    if language == 'openacc':
+        assert '#pragma acc parallel' in code
+    else:
+        loops = _loops(code, model.grid.dimensions[0].name)
+        assert loops and all(p.startswith('#pragma omp for') for p, _ in loops)
