@@ -18,8 +18,9 @@ from devito import NODE, Eq, Operator, TimeFunction
 
 from devito_perforad import AdjointOperator, adjoint_function
 
-__all__ = ['physics_cases', 'gradient_cases', 'visco_problem', 'self_adjoint_problem',
-           'variable_density_problem', 'tti_problem', 'PROBLEMS', 'PARAMETERS']
+__all__ = ['physics_cases', 'gradient_cases', 'staggered_cases', 'visco_problem',
+           'self_adjoint_problem', 'variable_density_problem', 'tti_problem',
+           'staggered_problem', 'PROBLEMS', 'PARAMETERS', 'STAGGERED']
 
 PARAMETERS = {'visco-acoustic SLS': ('vp', 'b', 'qp'),
               'visco-acoustic KV': ('vp', 'b', 'qp'),
@@ -282,3 +283,97 @@ def gradient_cases(shape, nbl, so, nt):
                    e, a, **kw), steps)
         if devito_gradient is not None:
             yield (group, "Devito's gradient", devito_gradient, steps)
+
+
+# -- staggered grids: vector and tensor wavefields ---------------------------------------
+
+def staggered_problem(physics, shape, nbl, so, nt=None, dtype=np.float32, spacing=10.0,
+                      f0=0.010, tn=None):
+    """Devito's own staggered-grid solver of ``physics`` (``'elastic'``,
+    ``'TTI staggered'``, ``'visco-acoustic SLS/KV/Maxwell, order 1'``), the
+    expressions of its forward Operator (recorded as Devito built it), an adjoint
+    for every field, and Devito's hand-written adjoint where it has one (``None``:
+    Devito has no adjoint of the elastic model).
+
+    Returns
+    -------
+    model, geometry, expressions, adjoints, devito_adjoint
+    """
+    from devito_perforad.devito_compat import operator_inputs
+    from examples.seismic import demo_model
+    kw = dict(space_order=so, shape=shape, nbl=nbl, dtype=dtype,
+              spacing=_spacing(shape, spacing))
+    devito_adjoint = None
+    if physics == 'elastic':
+        from examples.seismic.elastic import ElasticWaveSolver
+        model = demo_model('layers-elastic', **kw)
+        solver = ElasticWaveSolver(model, _geometry(model, nt, f0, tn), space_order=so)
+    elif physics == 'TTI staggered':
+        from examples.seismic.tti import AnisotropicWaveSolver
+        from examples.seismic.tti.operators import AdjointOperator as DevitosAdjoint
+        model = demo_model('layers-tti', **kw)
+        _anisotropy(model)
+        solver = AnisotropicWaveSolver(model, _geometry(model, nt, f0, tn),
+                                       space_order=so, kernel='staggered')
+
+        def devito_adjoint():
+            return DevitosAdjoint(model, solver.geometry, space_order=so,
+                                  kernel='staggered')
+    else:
+        from examples.seismic.viscoacoustic import ViscoacousticWaveSolver
+        from examples.seismic.viscoacoustic.operators import (
+            AdjointOperator as DevitosAdjoint,
+        )
+        kernel = physics.split()[1].split(',')[0].lower()
+        model = demo_model('layers-viscoacoustic', **kw)
+        solver = ViscoacousticWaveSolver(model, _geometry(model, nt, f0, tn),
+                                         space_order=so, kernel=kernel, time_order=1)
+
+        def devito_adjoint():
+            return DevitosAdjoint(model, solver.geometry, space_order=so, kernel=kernel,
+                           time_order=1)
+    expressions, _ = operator_inputs(solver.op_fwd(False))
+    return model, solver.geometry, expressions, _every_adjoint(expressions), \
+        devito_adjoint
+
+
+def _every_adjoint(expressions):
+    """An adjoint for every field the expressions write (a vector's or tensor's
+    components each) and every sparse function they run."""
+    import sympy
+    from devito.tools import flatten
+    fields = {}
+    for e in flatten(expressions):
+        if hasattr(e, 'interpolator'):
+            fields.setdefault(e.interpolator.sfunction.name, e.interpolator.sfunction)
+        else:
+            lhs = e.lhs.values() if isinstance(e.lhs, sympy.MatrixBase) else [e.lhs]
+            fields.update({c.function.name: c.function for c in lhs})
+    return {f: adjoint_function(f) for _, f in sorted(fields.items())}
+
+
+STAGGERED = ('elastic', 'TTI staggered', 'visco-acoustic SLS, order 1',
+             'visco-acoustic KV, order 1', 'visco-acoustic Maxwell, order 1')
+
+
+def staggered_cases(shape, nbl, so, nt, groups=STAGGERED):
+    """Per staggered-grid physics: the primal, the derived adjoint and Devito's
+    hand-written adjoint where there is one.
+
+    Yields
+    ------
+    (group, role, build, kwargs)
+        The arguments of ``run.Case``.
+    """
+    for group in groups:
+        model, geometry, expressions, adjoints, devito_adjoint = staggered_problem(
+            group, shape=shape, nbl=nbl, so=so, nt=nt)
+        kw = dict(subs=model.spacing_map, opt='advanced')
+        steps = dict(dt=model.critical_dt, time_m=0, time_M=geometry.nt - 2)
+        yield (group, 'primal',
+               lambda e=expressions, kw=kw: Operator(e, name='Forward', **kw), steps)
+        yield (group, 'derived adjoint',
+               lambda e=expressions, a=adjoints, kw=kw: AdjointOperator(e, a, **kw),
+               steps)
+        if devito_adjoint is not None:
+            yield (group, "Devito's adjoint", devito_adjoint, steps)

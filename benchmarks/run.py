@@ -22,6 +22,8 @@ Run from the repository root::
     python benchmarks/run.py --problem paper      # the PerforAD paper's stencils
     python benchmarks/run.py --problem physics    # visco-acoustic, self-adjoint, ...
     python benchmarks/run.py --problem physics-gradient   # their gradients
+    python benchmarks/run.py --problem staggered  # elastic, staggered TTI, visco order 1
+    python benchmarks/run.py --problem staggered-3d       # 3D elastic
     python benchmarks/run.py --problem all        # all of them
     python benchmarks/run.py --quick              # 2d and paper, tiny sizes (smoke test)
 
@@ -55,7 +57,7 @@ from pathlib import Path
 import numpy as np
 from burgers_floor import burgers_step
 from devito import Operator, TimeFunction, configuration
-from physics import gradient_cases, physics_cases
+from physics import gradient_cases, physics_cases, staggered_cases
 
 from devito_perforad import AdjointOperator, adjoint_function
 from devito_perforad.devito_compat import openmp_chunks_of_one
@@ -69,6 +71,8 @@ PROBLEMS = {
     'paper': dict(shape=(4_000_000,), n3d=160, nt=100),  # 1D sizes, 3D wave n3d^3
     'physics': dict(shape=(2401, 2401), nbl=40, so=8, nt=300),  # 24.6 MB per field
     'physics-gradient': dict(shape=(1201, 1201), nbl=40, so=8, nt=200),  # saved: 1.3 GB
+    'staggered': dict(shape=(1601, 1601), nbl=40, so=8, nt=150),  # 11 MB per field
+    'staggered-3d': dict(shape=(141, 141, 141), nbl=10, so=8, nt=100),  # 17 MB
 }
 QUICK = {
     '2d': dict(shape=(41, 41), nbl=10, so=8, nt=30),
@@ -76,9 +80,12 @@ QUICK = {
     'paper': dict(shape=(4000,), n3d=12, nt=10),
     'physics': dict(shape=(21, 21), nbl=6, so=8, nt=10),
     'physics-gradient': dict(shape=(21, 21), nbl=6, so=8, nt=10),
+    'staggered': dict(shape=(21, 21), nbl=6, so=8, nt=10),
+    'staggered-3d': dict(shape=(13, 13, 13), nbl=4, so=8, nt=10),
 }
 OUTPUT = {'2d': 'results', '3d': 'results_3d', 'paper': 'results_paper',
-          'physics': 'results_physics', 'physics-gradient': 'results_physics_gradient'}
+          'physics': 'results_physics', 'physics-gradient': 'results_physics_gradient',
+          'staggered': 'results_staggered', 'staggered-3d': 'results_staggered_3d'}
 PEERS = ('JAX forward', 'JAX gradient', 'deepwave forward', 'deepwave gradient')
 # measured in a child process each, skipped with a note where they fail (a missing
 # optional package, a crash); peers once per thread count, with the child's CPUs pinned
@@ -997,6 +1004,12 @@ def problem_cases(problem, spec):
     if problem == 'physics-gradient':
         return ((Case(*case) for case in gradient_cases(**spec)),
                 "gradients of Devito's examples.seismic propagators")
+    if problem == 'staggered':
+        return ((Case(*case) for case in staggered_cases(**spec)),
+                "staggered-grid propagators of Devito's examples.seismic")
+    if problem == 'staggered-3d':
+        return ((Case(*case) for case in staggered_cases(**spec, groups=('elastic',))),
+                "Devito's 3D elastic propagator")
 
     return acoustic_cases(**spec), 'acoustic'
 

@@ -23,6 +23,9 @@ PROBLEMS = [('2D acoustic', '2d', ''), ('3D acoustic', '3d', ''),
             ('1D wave', 'paper', '1D wave '), ('3D wave', 'paper', '3D wave '),
             ('1D Burgers', 'paper', '1D Burgers ')]
 PHYSICS = "physics propagators of Devito's examples.seismic"
+STAGGERED = ("results_staggered.md",
+             "staggered staggered-grid propagators of Devito's examples.seismic")
+STAGGERED_3D = ("results_staggered_3d.md", "staggered-3d Devito's 3D elastic propagator")
 BLOCK = re.compile(r'<!-- generated: (\S+) -->(\n?)(.*?)<!-- end generated -->', re.S)
 
 
@@ -127,6 +130,27 @@ def physics():
                   'derived adjoint / primal',
                   "derived `vp` gradient / Devito's gradient",
                   "gradient of every parameter / Devito's `vp` gradient"], body)
+
+
+def staggered():
+    """Per staggered-grid physics (2D, and the 3D elastic model): the derived adjoint
+    against its primal and Devito's hand-written adjoint, build and compile times."""
+    body = []
+    for (name, title), dims in ((STAGGERED, '2D'), (STAGGERED_3D, '3D')):
+        r, table_rows = ratios(name), rows(name, title)
+        for group in dict.fromkeys(g for g, _ in r):
+            primal, derived = table_rows[f'{group} primal'], table_rows[
+                f'{group} derived adjoint']
+            devito = r.get((group, "derived adjoint / Devito's adjoint"),
+                           '(Devito has none)')
+            body.append((f'{group} ({dims})', r[(group, 'derived adjoint / primal')],
+                         devito, f"{primal['build (s)']} / {derived['build (s)']}",
+                         f"{primal['JIT compile (s)']} / {derived['JIT compile (s)']}",
+                         f"{primal['fields (MB)']} / {derived['fields (MB)']}"))
+    return table(['physics', 'derived adjoint / primal',
+                  "derived adjoint / Devito's adjoint", 'build (s), primal / derived',
+                  'JIT compile (s), primal / derived', 'fields (MB), primal / derived'],
+                 body)
 
 
 def physics_hand_written():
@@ -290,7 +314,8 @@ def gpu():
                  body)
 
 
-BLOCKS = {f.__name__: f for f in (acoustic_2d, acoustic_3d, physics, physics_hand_written,
+BLOCKS = {f.__name__: f for f in (acoustic_2d, acoustic_3d, physics, staggered,
+                                  physics_hand_written,
                                   scatter, paper, compile_times, build_times, loops,
                                   memory, fields, checkpointing, burgers_floor, gpu)}
 
