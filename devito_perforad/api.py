@@ -14,7 +14,6 @@ coefficients use the primal values of the same step and the forward wavefield ne
 not be saved.
 """
 
-from devito import Operator
 
 from .checkpoint import CheckpointedAdjoint
 from .checks import (
@@ -30,6 +29,7 @@ from .devito_compat import (
     build,
     dynamic_schedule_above_work,
     hoisted_halo_exchanges,
+    no_shrunk_loops,
 )
 from .differentiate import partials
 from .rules import TANGENTS
@@ -289,5 +289,5 @@ def TangentOperator(expressions, tangents, primal=True, **kwargs):  # noqa: N802
     kwargs = check_operator_kwargs(kwargs, 'TangentOperator')
     expressions, _, kwargs = check_primal(expressions, kwargs.get('subs'), kwargs)
     kwargs.setdefault('name', 'Tangent')
-    return Operator(tangent(expressions, tangents, kwargs.get('subs'), primal),
-                    **dynamic_schedule_above_work(kwargs))
+    return no_shrunk_loops(tangent(expressions, tangents, kwargs.get('subs'), primal),
+                           **dynamic_schedule_above_work(kwargs))

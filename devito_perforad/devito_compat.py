@@ -26,6 +26,9 @@ rest rewrite the adjoint's own equations or Operator arguments.
   of the package on, every Operator keeps a reference to what it was built from, so
   that it can be passed where its equations can (:func:`operator_inputs`).
 
+* :func:`no_shrunk_loops`: Devito's hoisting of subexpressions can shrink a loop's
+  bounds, leaving points uncomputed.
+
 :func:`build` builds an adjoint's Operator with the ones that concern building.
 """
 
@@ -48,7 +51,7 @@ from .fields import several_ranks
 from .ir.access import access_of, at_offsets
 from .ir.names import current
 
-__all__ = ['build', 'openmp_chunks_of_one', 'sympy_subdomain_bounds',
+__all__ = ['build', 'no_shrunk_loops', 'openmp_chunks_of_one', 'sympy_subdomain_bounds',
            'dynamic_schedule_above_work', 'hoisted_halo_exchanges',
            'halo_exchange_over_time', 'accesses_as_written', 'record_operator_inputs',
            'operator_inputs', 'staggering_shifts', 'interpolation_positioned',
@@ -58,9 +61,49 @@ __all__ = ['build', 'openmp_chunks_of_one', 'sympy_subdomain_bounds',
 def build(eqs, **kwargs):
     """``devito.Operator(eqs, **kwargs)`` with the adjoint's OpenMP schedule: static
     (:func:`dynamic_schedule_above_work`), one contiguous block per thread for a lone
-    loop (:func:`openmp_chunks_of_one`)."""
+    loop (:func:`openmp_chunks_of_one`), and every point computed
+    (:func:`no_shrunk_loops`)."""
     with openmp_chunks_of_one():
-        return Operator(eqs, **dynamic_schedule_above_work(kwargs))
+        return no_shrunk_loops(eqs, **dynamic_schedule_above_work(kwargs))
+
+
+def no_shrunk_loops(eqs, **kwargs):
+    """``devito.Operator(eqs, **kwargs)``, rebuilt without Devito's hoisting of
+    invariant and redundant subexpressions where its loops would skip points.
+
+    Devito 4.8.23 hoists subexpressions into temporary arrays (its ``cire`` passes);
+    for some derived equations (the tangent of the elastic stress by ``mu``, whose
+    harmonic average is hoisted at four points) it then shrinks a loop's bounds and
+    leaves points of the domain uncomputed, with only a warning ("Shrinking bounds")
+    when the Operator runs: a wrong result (1% off in that tangent). The Operator
+    is built again with ``cire-mingain`` out of reach; if Devito still shrinks a
+    loop, an ``InternalError``.
+    """
+    from .errors import InternalError
+
+    def attempt(options):
+        op = Operator(eqs, **options)
+        # the test of Devito's own warning, made when the Operator is applied
+        shrunk = []
+        for d in op.dimensions:
+            try:
+                if d.is_Space and any(op._dspace[d].offsets):
+                    shrunk.append(d)
+            except AttributeError:
+                pass
+        return op, shrunk
+
+    op, shrunk = attempt(kwargs)
+    if not shrunk:
+        return op
+    mode, options = kwargs.get('opt') or ('advanced', {}), {}
+    if isinstance(mode, tuple):
+        mode, options = mode
+    op, shrunk = attempt(dict(kwargs, opt=(mode, {**options, 'cire-mingain': 10**9})))
+    if shrunk:
+        raise InternalError(f"Devito computes the derived Operator `{op.name}` on fewer "
+                            f"points than the domain along `{shrunk[0]}`.")
+    return op
 
 
 @contextmanager

@@ -16,7 +16,8 @@ The methods have the wrapped solver's names, arguments and return values:
 one of their own, ``gradient``, for any parameters. Devito's elastic and viscoelastic
 solvers have no adjoint: theirs is derived all the same, with the data of each
 receiver set (``rec1``, ``rec2``) as its arguments. They have no Born modelling
-either, and the derived solver gives none for them yet.
+either: their ``jacobian`` takes perturbations by parameter name, and their
+``jacobian_adjoint`` the arguments of ``gradient``.
 """
 
 import inspect
@@ -298,18 +299,7 @@ class DerivedSolver:
         saved = u is not None and not checkpointing
         fields = self._fields(saved)
         asked = tuple(dict.fromkeys(as_tuple(params)))
-        velocities = _velocities(fields['parameters'], asked)
-        has = list(fields['parameters']) + (['vp', 'vs'] if velocities is not None
-                                            else [])
-        unknown = [p for p in asked if p not in has]
-        if unknown:
-            has = ', '.join(f'`{p}`' for p in has)
-            raise AdjointError(f"{', '.join(f'`{p}`' for p in unknown)}: not a parameter "
-                               f"of this forward model; it has {has}.")
-        params = tuple(dict.fromkeys(
-            [p for p in ('lam', 'mu', 'b') if p in fields['parameters']]
-            + [p for p in asked if p not in ('vp', 'vs', 'b')])) if velocities \
-            else asked
+        params, velocities = _program_parameters(fields['parameters'], asked)
         values = (kwargs.get('model') or self.model).physical_params(
             **{k: v for k, v in kwargs.items() if k != 'model'})
         state = self._saved_state(u, fields) if saved else {}
@@ -319,7 +309,10 @@ class DerivedSolver:
         op, adjoints = self._ops[key]
         for fb in adjoints.values():
             fb.data[:] = 0
-        for rec, data in zip(fields['receivers'], as_tuple(residual), strict=True):
+        # one receiver set's data (an array, a SparseTimeFunction), or a tuple of them
+        residuals = (residual,) if isinstance(residual, np.ndarray) or hasattr(
+            residual, 'data') else tuple(residual)
+        for rec, data in zip(fields['receivers'], residuals, strict=True):
             adjoints[rec].data[:] = getattr(data, 'data', data)
         src = kwargs.pop('src', None) or (
             self._saved_src if saved and state is self._saved else None) \
@@ -371,6 +364,9 @@ class DerivedSolver:
         receiver data, then the saved wavefields; ``grad=`` to fill, ``model=``,
         parameter overrides, ``checkpointing=``): the gradient with respect to the
         parameter its ``jacobian`` perturbs (``m = 1/vp**2`` or ``vp``), derived.
+        A solver without one (Devito's elastic and viscoelastic) gets one with
+        :meth:`gradient`'s arguments: ``jacobian_adjoint((res1, res2), (v, tau),
+        params=('vp', 'vs'))``, returning the gradients by name and the summary.
 
         Parameters
         ----------
@@ -381,9 +377,11 @@ class DerivedSolver:
         Returns
         -------
         (Function, summary)
-            The gradient, and the run's summary.
+            The gradient, and the run's summary (a dict of gradients for a solver
+            without its own).
         """
-        self._has_born('jacobian_adjoint')
+        if self.convention.born is None:
+            return self._jacobian_adjoint_by_parameters(*args, **kwargs)
         (rec, *saved), overrides, named = self._bind('jacobian_adjoint', args, kwargs)
         if named.get('src') is not None:
             overrides['src'] = named['src']
@@ -398,12 +396,67 @@ class DerivedSolver:
             g = out
         return g, self.summary
 
-    def _has_born(self, method):
-        if self.convention.born is None:
-            raise AdjointError(
-                f"{type(self.solver).__name__} has no `{method}` to follow, and "
-                "derived_solver does not give one of its own yet: for gradients use "
-                "gradient(residual, u, params=('vp', 'vs', 'b', ...)).")
+    def _jacobian_adjoint_by_parameters(self, residual, u=None, params=('vp',),
+                                        checkpointing=False, **kwargs):
+        """``jacobian_adjoint`` of a solver that has none (Devito's elastic and
+        viscoelastic): the gradients by ``params``, as :meth:`gradient`, and the
+        run's summary."""
+        grads = self.gradient(residual, u, params=params, checkpointing=checkpointing,
+                              **kwargs)
+        return grads, self.summary
+
+    def _jacobian_by_parameters(self, dmin, src=None, **overrides):
+        """``jacobian`` of a solver that has none (Devito's elastic and
+        viscoelastic): Born modelling of the perturbations ``dmin``, a map from
+        parameter names (as :meth:`gradient` takes them) to arrays or Functions."""
+        fields = self._fields(False)
+        dmin = {p: getattr(v, 'data', v) for p, v in dict(dmin).items()}
+        params, velocities = _program_parameters(fields['parameters'], tuple(dmin))
+        key = ('jacobian', params)
+        if key not in self._ops:
+            tangents = _new(fields, '_d')
+            tangents.update({fields['parameters'][p]: adjoint_function(
+                fields['parameters'][p], f'd{p}') for p in params})
+            self._ops[key] = (TangentOperator(self.solver.op_fwd(False), tangents),
+                              tangents)
+        op, tangents = self._ops[key]
+        for fd in tangents.values():
+            fd.data[:] = 0
+        model = overrides.get('model') or self.model
+        values = model.physical_params(**{k: v for k, v in overrides.items()
+                                          if k != 'model'})
+        if velocities:
+            dmin = _perturbed_by_velocities(dmin, {p: getattr(values[p], 'data',
+                                                              values[p])
+                                                   for p in ('lam', 'mu', 'b')})
+        for p in params:
+            tangents[fields['parameters'][p]].data[:] = dmin.get(p, 0)
+        primals = {f.name: _like(f, f.name, save=None) for f in fields['wavefields']}
+        summary = self._run(op, False, overrides, **{s.name: src or self.geometry.src
+                                                     for s in fields['sources']},
+                            **primals)
+        recs = []
+        for r in fields['receivers']:
+            rec = self.geometry.new_rec(name=r.name)
+            rec.data[:] = tangents[r].data
+            recs.append(rec)
+        return (*recs, *self._returned(fields, primals),
+                *self._returned(fields, {f.name: tangents[f]
+                                         for f in fields['wavefields']}), summary)
+
+    def _returned(self, fields, by_name):
+        """The fields of ``by_name`` (keyed by the primal's names) in the places
+        ``forward`` returns the wavefields: a field, a vector's or tensor's
+        components as a tuple, or ``None``."""
+        out = []
+        for n in self.convention.returns:
+            if n in by_name:
+                out.append(by_name[n])
+            else:  # a vector's or tensor's components (`v_x`, `v_y`), or none
+                group = tuple(by_name[f.name] for f in fields['wavefields']
+                              if f.name.startswith(f'{n}_'))
+                out.append(group or None)
+        return out
 
     # -- Born modelling and the adjoint --------------------------------------------------
 
@@ -412,6 +465,11 @@ class DerivedSolver:
         (the perturbation ``dmin`` of ``m`` or ``vp``, as the solver's own; ``src=``,
         ``rec=``, ``model=``, parameter overrides), derived: the tangent of the
         forward model.
+
+        A solver without one (Devito's elastic and viscoelastic) gets one: the
+        perturbations as a map from parameter names (those :meth:`gradient` takes)
+        to arrays or Functions, ``jacobian({'vp': dvp, 'vs': dvs})``; then
+        ``src=``, ``model=`` and parameter overrides.
 
         Parameters
         ----------
@@ -422,10 +480,11 @@ class DerivedSolver:
         Returns
         -------
         tuple
-            The Born data, the primal wavefields, the perturbed wavefields, and the
-            run's summary, as the solver's own.
+            The Born data (one set per receiver set), the primal wavefields, the
+            perturbed wavefields, and the run's summary, as the solver's own.
         """
-        self._has_born('jacobian')
+        if self.convention.born is None:
+            return self._jacobian_by_parameters(*args, **kwargs)
         (dmin,), overrides, named = self._bind('jacobian', args, kwargs)
         fields = self._fields(False)
         if 'jacobian' not in self._ops:
@@ -495,14 +554,27 @@ class DerivedSolver:
         srca = named.get('srca') or self.geometry.new_src(name='srca', src_type=None)
         (s,) = fields['sources']
         srca.data[:] = adjoints[s].data
-        returned = []
-        for n in self.convention.returns:  # a field, or a vector's components
-            group = [adjoints[f] for f in fields['wavefields']
-                     if f.name == n or f.name.startswith(f'{n}_')]
-            returned.append(None if not group else group[0]
-                            if len(group) == 1 and group[0].name == f'{n}_a'
-                            else tuple(group))
+        returned = self._returned(fields, {f.name: adjoints[f]
+                                           for f in fields['wavefields']})
         return (srca, *returned, summary)
+
+
+def _program_parameters(parameters, asked):
+    """The parameters the forward model reads that the gradients or perturbations
+    by ``asked`` go through (``lam``, ``mu``, ``b`` for ``vp``, ``vs``), and whether
+    ``asked`` are by the velocities (:func:`_velocities`)."""
+    velocities = _velocities(parameters, asked)
+    has = list(parameters) + (['vp', 'vs'] if velocities is not None else [])
+    unknown = [p for p in asked if p not in has]
+    if unknown:
+        has = ', '.join(f'`{p}`' for p in has)
+        raise AdjointError(f"{', '.join(f'`{p}`' for p in unknown)}: not a parameter "
+                           f"of this forward model; it has {has}.")
+    if not velocities:
+        return asked, velocities
+    return tuple(dict.fromkeys([p for p in ('lam', 'mu', 'b') if p in parameters]
+                               + [p for p in asked if p not in ('vp', 'vs', 'b')])), \
+        velocities
 
 
 def _velocities(parameters, asked):
@@ -530,6 +602,18 @@ def _by_velocities(g, m):
     return {**g, 'vp': 2 * vp / b * g['lam'],
             'vs': 2 * vs / b * (g['mu'] - 2 * g['lam']),
             'b': g['b'] - (g['lam'] * lam + g['mu'] * mu) / b}
+
+
+def _perturbed_by_velocities(d, m):
+    """Perturbations of ``vp``, ``vs``, ``b`` (at fixed velocities) as perturbations
+    of ``lam``, ``mu``, ``b`` at the parameters ``m`` (:func:`_by_velocities`'s
+    transpose)."""
+    lam, mu, b = m['lam'], m['mu'], m['b']
+    vp, vs = np.sqrt(b * (lam + 2 * mu)), np.sqrt(b * mu)
+    dvp, dvs, db = (d.get(p, 0) for p in ('vp', 'vs', 'b'))
+    return {**{p: v for p, v in d.items() if p not in ('vp', 'vs')},
+            'lam': (2 * vp * dvp - 4 * vs * dvs - lam * db) / b,
+            'mu': (2 * vs * dvs - mu * db) / b, 'b': db}
 
 
 def _components(expr):

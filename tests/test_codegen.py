@@ -294,7 +294,9 @@ STAGGERED_MODELS = [pytest.param(p, marks=() if p == 'elastic' else pytest.mark.
                               'visco kv', 'visco maxwell')]
 
 
-@pytest.mark.parametrize('language', ['openmp', 'openacc'])
+# OpenACC in the slow run: the default run's time
+@pytest.mark.parametrize('language', ['openmp',
+                                      pytest.param('openacc', marks=pytest.mark.slow)])
 @pytest.mark.parametrize('physics', STAGGERED_MODELS)
 def test_devito_staggered_models_are_gathers(physics, language):
     """The adjoint and every parameter's gradient of Devito's own staggered-grid

@@ -3,6 +3,7 @@ derived or built, and gone afterwards; and the record of what each Operator was 
 from, which changes nothing Devito does."""
 
 import numpy as np
+import pytest
 import sympy
 from conftest import Box, make_grid
 from devito import Eq, Function, Operator, TimeFunction
@@ -204,3 +205,32 @@ def test_an_operator_built_before_the_import():
                          check=True).stdout
     assert ('The Operator `Early` was built before devito_perforad was imported' in out
             and 'Import devito_perforad at the top of the script' in out), out
+
+
+def _shrunk(op):
+    return [d for d in op.dimensions if d.is_Space and any(op._dspace[d].offsets)]
+
+
+@pytest.mark.slow  # the elastic model's Operators: the default run's time
+def test_no_derived_operator_leaves_points_uncomputed():
+    """Devito shrinks a loop of the elastic stress's tangent by ``mu`` when it hoists
+    the harmonic average (and only warns when it runs, "Shrinking bounds"): the
+    derived Operator is built again without that hoisting, and computes every
+    point."""
+    from test_seismic import devito_solver
+
+    from devito_perforad.devito_compat import operator_inputs
+    solver = devito_solver('elastic', 2)
+    expressions, kwargs = operator_inputs(solver.op_fwd(False))
+    model = solver.model
+    tangents = {model.mu: adjoint_function(model.mu, 'dmu')}
+    for e in expressions:
+        if isinstance(e, Eq):
+            tangents.update({c.function: adjoint_function(c.function, f'{c.name}_d')
+                             for c in e.lhs.values()})
+        elif not hasattr(e, 'field'):  # the receivers
+            tangents[e.interpolator.sfunction] = None
+    shrinking = Operator(tangent(expressions, tangents, kwargs['subs']),
+                         subs=kwargs['subs'])
+    assert _shrunk(shrinking), "Devito no longer shrinks this loop: drop the rebuild"
+    assert not _shrunk(TangentOperator(expressions, tangents, subs=kwargs['subs']))

@@ -26,8 +26,13 @@ def _cwd(index):
     return ROOT if index % 2 else ROOT / 'notebooks'
 
 
-@pytest.mark.parametrize('index', range(len(NOTEBOOKS)),
-                         ids=[p.stem for p in NOTEBOOKS])
+# in the slow run: the default run's time (each compiles several elastic Operators)
+SLOW = {'06_elastic'}
+
+
+@pytest.mark.parametrize('index', [
+    pytest.param(i, marks=pytest.mark.slow if p.stem in SLOW else ())
+    for i, p in enumerate(NOTEBOOKS)], ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(index):
     nbformat = pytest.importorskip('nbformat')
     nbclient = pytest.importorskip('nbclient')

@@ -191,7 +191,9 @@ def _staggered_sparse_program(case, interpolation):
                     rec.interpolate(expr=expr)], src, rec
 
 
-@pytest.mark.parametrize('interpolation', ['linear', 'sinc'])
+# sinc in the slow run: the default run's time
+@pytest.mark.parametrize('interpolation', [
+    'linear', pytest.param('sinc', marks=pytest.mark.slow)])
 @pytest.mark.parametrize('case', ['into a staggered field', 'from a staggered field',
                                   'divergence', 'tensor diagonal'])
 def test_sparse_operations_on_staggered_fields(case, interpolation, rng):
