@@ -17,6 +17,7 @@ import numpy as np
 from devito import NODE, Eq, Operator, TimeFunction
 
 from devito_perforad import AdjointOperator, adjoint_function
+from devito_perforad.fields import adjoint_functions
 
 __all__ = ['physics_cases', 'gradient_cases', 'staggered_cases', 'visco_problem',
            'self_adjoint_problem', 'variable_density_problem', 'tti_problem',
@@ -333,23 +334,8 @@ def staggered_problem(physics, shape, nbl, so, nt=None, dtype=np.float32, spacin
             return DevitosAdjoint(model, solver.geometry, space_order=so, kernel=kernel,
                            time_order=1)
     expressions, _ = operator_inputs(solver.op_fwd(False))
-    return model, solver.geometry, expressions, _every_adjoint(expressions), \
+    return model, solver.geometry, expressions, adjoint_functions(expressions), \
         devito_adjoint
-
-
-def _every_adjoint(expressions):
-    """An adjoint for every field the expressions write (a vector's or tensor's
-    components each) and every sparse function they run."""
-    import sympy
-    from devito.tools import flatten
-    fields = {}
-    for e in flatten(expressions):
-        if hasattr(e, 'interpolator'):
-            fields.setdefault(e.interpolator.sfunction.name, e.interpolator.sfunction)
-        else:
-            lhs = e.lhs.values() if isinstance(e.lhs, sympy.MatrixBase) else [e.lhs]
-            fields.update({c.function.name: c.function for c in lhs})
-    return {f: adjoint_function(f) for _, f in sorted(fields.items())}
 
 
 STAGGERED = ('elastic', 'TTI staggered', 'visco-acoustic SLS, order 1',

@@ -25,10 +25,11 @@ from .api import AdjointOperator, TangentOperator, adjoint, tangent
 from .checkpoint import CheckpointedAdjoint
 from .devito_compat import record_operator_inputs
 from .errors import AdjointError, InternalError
-from .fields import adjoint_function
+from .fields import adjoint_function, adjoint_functions
 
 __all__ = ['adjoint', 'AdjointOperator', 'CheckpointedAdjoint', 'tangent',
-           'TangentOperator', 'adjoint_function', 'AdjointError', 'InternalError']
+           'TangentOperator', 'adjoint_function', 'adjoint_functions', 'AdjointError',
+           'InternalError']
 
 __version__ = '0.1.0'
 

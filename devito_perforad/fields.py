@@ -6,7 +6,7 @@ from devito.types.tensor import TensorFunction, TensorTimeFunction, VectorFuncti
 
 from .errors import check_field, short
 
-__all__ = ['adjoint_function', 'is_saved', 'several_ranks']
+__all__ = ['adjoint_function', 'adjoint_functions', 'is_saved', 'several_ranks']
 
 
 def is_saved(f):
@@ -71,6 +71,52 @@ def adjoint_function(f, name=None):
     if isinstance(f, TimeFunction):
         return TimeFunction(time_order=f.time_order, save=f.save, **kwargs)
     return Function(**kwargs)
+
+
+def adjoint_functions(expressions):
+    """An adjoint field for every field the primal writes (each component of a vector
+    or tensor) and every sparse function it injects or interpolates: the adjoint map
+    of a forward model, in program order. Parameters are left out: add those whose
+    gradients are wanted.
+
+    Parameters
+    ----------
+    expressions : list of Eq, Inc, injections and interpolations, or an Operator
+        The primal, as for :func:`~devito_perforad.adjoint`.
+
+    Returns
+    -------
+    dict
+        Primal field -> :func:`adjoint_function` of it.
+
+    Examples
+    --------
+    >>> from devito import Eq, Grid, SparseTimeFunction, TimeFunction, VectorTimeFunction
+    >>> grid = Grid(shape=(6, 6))
+    >>> p = TimeFunction(name='p', grid=grid, space_order=2)
+    >>> v = VectorTimeFunction(name='v', grid=grid, space_order=2)
+    >>> rec = SparseTimeFunction(name='rec', grid=grid, npoint=1, nt=4)
+    >>> eqs = [Eq(v.forward, v + p.dx), Eq(p.forward, p + v.forward[0].dx),
+    ...        rec.interpolate(expr=p)]
+    >>> [(f.name, fb.name) for f, fb in adjoint_functions(eqs).items()]
+    [('v_x', 'v_x_b'), ('v_y', 'v_y_b'), ('p', 'p_b'), ('rec', 'rec_b')]
+    """
+    import sympy
+    from devito import Operator
+    from devito.tools import flatten
+
+    if isinstance(expressions, Operator):
+        from .devito_compat import operator_inputs
+        expressions = operator_inputs(expressions)[0]
+    written = {}
+    for e in flatten(expressions):
+        if hasattr(e, 'interpolator'):  # an injection or interpolation
+            written.setdefault(e.interpolator.sfunction.name, e.interpolator.sfunction)
+        elif isinstance(getattr(e, 'lhs', None), sympy.MatrixBase):
+            written.update({c.function.name: c.function for c in e.lhs.values()})
+        elif hasattr(e, 'lhs'):
+            written.setdefault(e.lhs.function.name, e.lhs.function)
+    return {f: adjoint_function(f) for f in written.values()}
 
 
 def several_ranks(grid):

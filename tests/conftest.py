@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from devito import Function, Grid, Operator, SubDomain, TimeFunction, configuration
 
-from devito_perforad import AdjointOperator, adjoint_function
+from devito_perforad import AdjointOperator
 
 configuration['log-level'] = 'ERROR'
 
@@ -256,27 +256,18 @@ def acoustic_problem(so=4, shape=(31, 31), nbl=8, tn=150.0, save=True, nrec=9):
 
 def devito_forward(solver, save=False):
     """The expressions Devito's own ``solver.op_fwd(save)`` was built from, its
-    keywords, and the adjoint map of every field it writes and every sparse function
-    it runs (a vector or tensor field's components each), and its source.
+    keywords, the adjoint map of every field it writes and every sparse function it
+    runs (``devito_perforad.fields.adjoint_functions``), and its source.
 
     The Operator is Devito's, its stencils are not copied: the expressions are those
     recorded when it was built (``devito_perforad.devito_compat.operator_inputs``).
     """
-    import sympy
-    from devito.operations.interpolators import Injection, Interpolation
+    from devito.operations.interpolators import Injection
     from devito.tools import flatten
 
     from devito_perforad.devito_compat import operator_inputs
-    expressions, kwargs = operator_inputs(solver.op_fwd(save=save))
-    adjoints, src = {}, None
-    for e in flatten(expressions):
-        if isinstance(e, (Injection, Interpolation)):
-            sparse = e.interpolator.sfunction
-            adjoints[sparse] = adjoint_function(sparse)
-            if isinstance(e, Injection):
-                src = sparse
-        else:
-            for c in (e.lhs.values() if isinstance(e.lhs, sympy.MatrixBase)
-                      else [e.lhs]):
-                adjoints[c.function] = adjoint_function(c.function)
-    return expressions, kwargs, adjoints, src
+    from devito_perforad.fields import adjoint_functions
+    expressions, kwargs = operator_inputs(solver.op_fwd(save))
+    (src,) = {e.interpolator.sfunction for e in flatten(expressions)
+              if isinstance(e, Injection)}
+    return expressions, kwargs, adjoint_functions(expressions), src
