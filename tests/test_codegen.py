@@ -289,14 +289,14 @@ def test_staggered_adjoint_is_a_gather(language):
                               for d in f.space_dimensions] for w in _writes(code, f))
 
 
-STAGGERED_MODELS = [pytest.param(p, marks=() if p == 'elastic' else pytest.mark.slow)
+# in the slow run: the default run's time (test_staggered_adjoint_is_a_gather checks
+# a small staggered system there)
+STAGGERED_MODELS = [pytest.param(p, marks=pytest.mark.slow)
                     for p in ('elastic', 'viscoelastic', 'tti staggered', 'visco sls',
                               'visco kv', 'visco maxwell')]
 
 
-# OpenACC in the slow run: the default run's time
-@pytest.mark.parametrize('language', ['openmp',
-                                      pytest.param('openacc', marks=pytest.mark.slow)])
+@pytest.mark.parametrize('language', ['openmp', 'openacc'])
 @pytest.mark.parametrize('physics', STAGGERED_MODELS)
 def test_devito_staggered_models_are_gathers(physics, language):
     """The adjoint and every parameter's gradient of Devito's own staggered-grid

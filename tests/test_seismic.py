@@ -191,11 +191,12 @@ def _staggered_sparse_program(case, interpolation):
                     rec.interpolate(expr=expr)], src, rec
 
 
-# sinc in the slow run: the default run's time
+# sinc, and the forms Devito's elastic model also runs in the default run
+# (test_devito_staggered_forward_models), in the slow run: the default run's time
 @pytest.mark.parametrize('interpolation', [
     'linear', pytest.param('sinc', marks=pytest.mark.slow)])
-@pytest.mark.parametrize('case', ['into a staggered field', 'from a staggered field',
-                                  'divergence', 'tensor diagonal'])
+@pytest.mark.parametrize('case', ['into a staggered field', 'from a staggered field'] + [
+    pytest.param(c, marks=pytest.mark.slow) for c in ('divergence', 'tensor diagonal')])
 def test_sparse_operations_on_staggered_fields(case, interpolation, rng):
     """Devito positions an injection into a staggered field at that field's points,
     and interpolates at the nodes, averaging a staggered field there: each transposes
