@@ -89,9 +89,15 @@ def adjoint_functions(expressions):
     dict
         Primal field -> :func:`adjoint_function` of it.
 
+    Raises
+    ------
+    AdjointError
+        For an Operator built before ``devito_perforad`` was imported.
+
     Examples
     --------
     >>> from devito import Eq, Grid, SparseTimeFunction, TimeFunction, VectorTimeFunction
+    >>> from devito_perforad import adjoint_functions
     >>> grid = Grid(shape=(6, 6))
     >>> p = TimeFunction(name='p', grid=grid, space_order=2)
     >>> v = VectorTimeFunction(name='v', grid=grid, space_order=2)
