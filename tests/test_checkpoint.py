@@ -29,7 +29,8 @@ def _gradients(p, ranges, checkpointing, n_checkpoints=None):
 
 @pytest.mark.parametrize('n_checkpoints, ranges', [
     (None, {}),                         # Revolve's choice, the primal's whole range
-    (3, {}),                            # few snapshots: much recomputation
+    # few snapshots, much recomputation: in the slow run, for the default run's time
+    pytest.param(3, {}, marks=pytest.mark.slow),
     (4, dict(time_m=3, time_M=40)),     # a sub-range: counters do not start at 1
 ], ids=['default', 'three-snapshots', 'sub-range'])
 def test_equals_saved_wavefield(n_checkpoints, ranges):
