@@ -220,6 +220,15 @@ def _adjoints(eqn, terms):
     return adjoints
 
 
+def _primal_and_adjoint(group, model, expressions, adjoints, steps):
+    """The cases of a group's primal and derived adjoint (``run.Case`` arguments)."""
+    kw = dict(subs=model.spacing_map, opt='advanced')
+    yield (group, 'primal',
+           lambda: Operator(expressions, name='Forward', **kw), steps)
+    yield (group, 'derived adjoint', lambda: AdjointOperator(expressions, adjoints, **kw),
+           steps)
+
+
 def physics_cases(shape, nbl, so, nt):
     """Per physics: the primal, the derived adjoint and Devito's adjoint.
 
@@ -231,13 +240,8 @@ def physics_cases(shape, nbl, so, nt):
     for group, make in PROBLEMS.items():
         model, geometry, expressions, adjoints, devito_adjoint = make(
             shape=shape, nbl=nbl, so=so, nt=nt)
-        kw = dict(subs=model.spacing_map, opt='advanced')
         steps = dict(dt=model.critical_dt, time_m=1, time_M=geometry.nt - 2)
-        yield (group, 'primal',
-                   lambda e=expressions, kw=kw: Operator(e, name='Forward', **kw), steps)
-        yield (group, 'derived adjoint',
-                   lambda e=expressions, a=adjoints, kw=kw: AdjointOperator(e, a, **kw),
-                   steps)
+        yield from _primal_and_adjoint(group, model, expressions, adjoints, steps)
         role = ("Devito's adjoint" if group != 'variable density'
                 else 'hand-written adjoint')
         yield (group, role, devito_adjoint, steps)
@@ -354,12 +358,7 @@ def staggered_cases(shape, nbl, so, nt, groups=STAGGERED):
     for group in groups:
         model, geometry, expressions, adjoints, devito_adjoint = staggered_problem(
             group, shape=shape, nbl=nbl, so=so, nt=nt)
-        kw = dict(subs=model.spacing_map, opt='advanced')
         steps = dict(dt=model.critical_dt, time_m=0, time_M=geometry.nt - 2)
-        yield (group, 'primal',
-               lambda e=expressions, kw=kw: Operator(e, name='Forward', **kw), steps)
-        yield (group, 'derived adjoint',
-               lambda e=expressions, a=adjoints, kw=kw: AdjointOperator(e, a, **kw),
-               steps)
+        yield from _primal_and_adjoint(group, model, expressions, adjoints, steps)
         if devito_adjoint is not None:
             yield (group, "Devito's adjoint", devito_adjoint, steps)
