@@ -18,8 +18,11 @@ from devito_perforad import AdjointOperator, adjoint_function
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
 from physics import (  # noqa: E402
     PROBLEMS,
+    staggered_problem,
     variable_density_problem,
 )
+
+from devito_perforad.ir.access import analyse  # noqa: E402
 
 # so=8: the order at which Devito evaluates the primal's nested derivatives through
 # temporaries of its own (at low orders it reads them flat)
@@ -102,6 +105,28 @@ def test_structure_of_the_primal(physics):
             f"{name} read at more offsets than in the primal"
     for function in ('sqrt', 'pow', 'exp', 'sin', 'cos'):
         assert backward.count(f'{function}(') <= forward.count(f'{function}(')
+
+
+def test_staggered_divergence_of_a_staggered_gradient():
+    """Devito's first-order Kelvin-Voigt model: ``div(b*grad(p, shift=.5),
+    shift=-.5)`` beside ``div(v.forward)`` in one equation. Devito evaluates the
+    equation at its written field's point; so does the split into compositions, which
+    therefore holds, and the adjoint has the primal's structure: its loop nests and
+    temporaries (one more seed product per composition), and ``b`` read at no more
+    offsets than the primal reads it."""
+    model, _, expressions, adjoints, _ = staggered_problem(
+        'visco-acoustic KV, order 1', shape=(15, 15), nbl=4, so=8, nt=10,
+        dtype=np.float64)
+    (update,) = [s for s in analyse(expressions, model.spacing_map)
+                 if s.write.field.name == 'p' and s.is_dense]
+    assert len(update.compositions) == 2
+    kw = dict(subs=model.spacing_map)
+    forward = _time_loop(str(Operator(expressions, **kw).ccode))
+    backward = _time_loop(str(AdjointOperator(expressions, adjoints, **kw).ccode))
+    fields = set(adjoints) | set(adjoints.values())
+    assert _nests(backward) <= _nests(forward)
+    assert len(_temporaries(backward, fields)) <= len(_temporaries(forward, fields)) + 2
+    assert len(_offsets(backward, model.b.name)) <= len(_offsets(forward, model.b.name))
 
 
 @pytest.mark.parametrize('so', [2, 8])

@@ -268,7 +268,7 @@ def _statements(eq, subs):
                                  "S.inject(...) or S.interpolate(...).")
     increment = isinstance(eq, Inc)
     lifted, composed = compositions(eq.rhs, rhs, lhs.function.grid, _evaluated,
-                                    lambda e: substitute(e, subs))
+                                    lambda e: substitute(e, subs), at=eq.lhs)
     return [Statement(eq, access_of(lhs, eq), rhs, reads, increment,
                       getattr(evaluated, 'subdomain', None),
                       'increment' if increment else 'update', lifted=lifted,

@@ -168,7 +168,7 @@ def _offsets(app, grid):
     return tuple(out)
 
 
-def compositions(rhs, flat, grid, evaluated, substitute):
+def compositions(rhs, flat, grid, evaluated, substitute, at=None):
     """The compositions of a right-hand side, and the right-hand side with each one
     replaced by its symbol.
 
@@ -184,6 +184,9 @@ def compositions(rhs, flat, grid, evaluated, substitute):
     substitute : callable
         Applies the Operator's ``subs``
         (see :func:`~devito_perforad.ir.access.substitute`).
+    at : sympy.Expr, optional
+        The left-hand side: Devito evaluates a right-hand side at its point (where
+        staggered fields are read, at the point of the field written).
 
     Returns
     -------
@@ -207,7 +210,7 @@ def compositions(rhs, flat, grid, evaluated, substitute):
                                  _terms(node.expr, inner, grid, evaluated, substitute),
                                  _transposable(node, outer, grid, substitute)))
     lifted = substitute(evaluated(sympy.sympify(rhs).xreplace(
-        {c.node: c.symbol for c in found})))
+        {c.node: c.symbol for c in found}), at))
     if not _same(flat, lifted.xreplace({c.symbol: c.flat() for c in found})):
         return flat, ()
     return lifted, tuple(found)
