@@ -30,6 +30,7 @@ from .devito_compat import (
     dynamic_schedule_above_work,
     hoisted_halo_exchanges,
     no_shrunk_loops,
+    with_compiled_numbers,
 )
 from .differentiate import partials
 from .rules import TANGENTS
@@ -110,7 +111,9 @@ def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False)
     """
     check_options(mode)
     expressions, subs, _ = check_primal(expressions, subs)
-    return derive(*check_inputs(expressions, adjoints, subs), mode, checkpointed)
+    program, adjoints = check_inputs(expressions, adjoints, subs)
+    program = with_compiled_numbers(program, expressions, subs)
+    return derive(program, adjoints, mode, checkpointed)
 
 
 def AdjointOperator(expressions, adjoints, mode='gather', checkpointing=False,  # noqa: N802
@@ -236,6 +239,7 @@ def tangent(expressions, tangents, subs=None, primal=True):
     """
     expressions, subs, _ = check_primal(expressions, subs)
     program, tangents = check_inputs(expressions, tangents, subs, what='tangents')
+    program = with_compiled_numbers(program, expressions, subs)
     out = []
     for stmt in program:
         if primal and not any(e is stmt.eq for e in out):  # once per multi-field inject

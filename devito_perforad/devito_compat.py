@@ -28,6 +28,9 @@ rest rewrite the adjoint's own equations or Operator arguments.
 
 * :func:`no_shrunk_loops`: Devito's hoisting of subexpressions can shrink a loop's
   bounds, leaving points uncomputed.
+* :func:`with_compiled_numbers`: Devito's finite-difference weights are 9-digit
+  floats, which its C code reads as decimal text where they stand alone but folds in
+  binary where its passes collect terms.
 
 :func:`build` builds an adjoint's Operator with the ones that concern building.
 """
@@ -55,7 +58,7 @@ __all__ = ['build', 'no_shrunk_loops', 'openmp_chunks_of_one', 'sympy_subdomain_
            'dynamic_schedule_above_work', 'hoisted_halo_exchanges',
            'halo_exchange_over_time', 'accesses_as_written', 'record_operator_inputs',
            'operator_inputs', 'staggering_shifts', 'interpolation_positioned',
-           'injection_positioned', 'arguments_of_apply']
+           'injection_positioned', 'arguments_of_apply', 'with_compiled_numbers']
 
 
 def build(eqs, **kwargs):
@@ -503,3 +506,152 @@ def arguments_of_apply(op):
         yield arguments
     finally:
         del op.apply
+
+
+def with_compiled_numbers(program, expressions, subs=None):
+    """``program`` with each dense statement's right-hand side as the primal's
+    generated code computes it: the same function, with the numbers the C code
+    multiplies by.
+
+    Devito evaluates a finite-difference weight as a 9-digit ``Float``. Its C code
+    prints a weight that stands alone as decimal text, but where its passes collect
+    terms (``factorize``: ``1e-3*(w1*u[x-1] + ...) + 1e-3*(w2*u[x-1] + ...)``), the
+    weights are multiplied and summed in binary first and the result is printed. The
+    two readings differ in the 10th digit, and which one the primal uses depends on
+    every pass Devito runs. So the right-hand sides are taken from the primal's
+    lowered code: from the Operator built from ``expressions`` where there is one
+    (the user's), else from one built here with ``subs``. Devito's temporaries are
+    inlined and its array accesses mapped back to field accesses. A statement whose
+    lowered form does not map back, or does not agree with the analysed one to 1e-8
+    at random values, keeps its analysed right-hand side.
+
+    Parameters
+    ----------
+    program : list of Statement
+    expressions : list
+        The primal's expressions, as analysed.
+    subs : dict, optional
+        The primal's ``subs``.
+
+    Returns
+    -------
+    list of Statement
+    """
+    from dataclasses import replace
+
+    from devito.ir.iet import Expression
+
+    from .ir.composition import agree
+
+    dense = [s for s in program if s.is_dense and s.rhs.atoms(sympy.Float)]
+    if not dense:
+        return program
+    op = next((o for o, (e, _) in list(_INPUTS.items()) if e is expressions), None)
+    try:
+        if op is None:
+            op = Operator(expressions, **({'subs': subs} if subs else {}))
+        lowered = [e.expr for e in FindNodes(Expression).visit(op)]
+    except Exception:  # noqa: BLE001 - the analysed numbers stay
+        return program
+    writes = _lowered_writes(lowered, {s.write.field for s in dense})
+    dense = {id(s) for s in dense}
+    out = []
+    for stmt in program:
+        rhs = None
+        if id(stmt) in dense:
+            candidates = writes.get(((stmt.write.field, stmt.write.time,
+                                      stmt.write.space), stmt.increment), [])
+            rhs = _mapped(candidates.pop(0), stmt) if len(candidates) == 1 else None
+        if rhs is None or not agree(rhs, stmt.rhs, rtol=1e-8):
+            out.append(stmt)
+            continue
+        out.append(replace(stmt, rhs=rhs,
+                           lifted=stmt.lifted if stmt.compositions else rhs))
+    return out
+
+
+def _lowered_writes(lowered, fields):
+    """The right-hand sides of ``lowered`` (Devito's lowered equations) that write
+    ``fields``, by ``((field, time offset, space offsets), increment)``, with every
+    temporary inlined (None where one does not map back)."""
+    scalars, arrays, writes = {}, {}, {}
+    for eq in lowered:
+        lhs = eq.lhs
+        if lhs.is_Symbol:
+            scalars[lhs] = eq.rhs
+        elif getattr(lhs.function, 'is_Array', False):
+            arrays[lhs.function] = (lhs.indices, eq.rhs)
+        elif lhs.function in fields:
+            key = (_indexed_offsets(lhs), bool(getattr(eq, 'is_Increment', False)))
+            try:
+                rhs = _inlined(eq.rhs, scalars, arrays)
+            except _NotMappedError:
+                rhs = None
+            writes.setdefault(key, []).append(rhs)
+    return writes
+
+
+def _inlined(expr, scalars, arrays, depth=8):
+    from devito.types import Indexed
+    for _ in range(depth):
+        subs = {s: scalars[s] for s in expr.free_symbols if s in scalars}
+        for i in expr.atoms(Indexed):
+            if i.function in arrays:
+                indices, rhs = arrays[i.function]
+                shift = {}
+                for used, own in zip(i.indices, indices, strict=True):
+                    k = sympy.simplify(used - own)
+                    dims = [d for d in own.free_symbols if d.is_Dimension]
+                    if not k.is_Integer or len(dims) != 1:
+                        raise _NotMappedError
+                    shift[dims[0]] = dims[0] + k
+                subs[i] = rhs.subs(shift, simultaneous=True)
+        if not subs:
+            return expr
+        expr = expr.xreplace(subs)
+    raise _NotMappedError
+
+
+def _indexed_offsets(indexed):
+    """``(field, time offset, space offsets)`` of a lowered array access."""
+    from devito.types.dimension import ModuloDimension
+    f, time, space = indexed.function, None, []
+    try:
+        for index, dim, halo in zip(indexed.indices, f.dimensions, f._offset_domain,
+                                    strict=True):
+            if dim.is_Time:
+                if isinstance(index, ModuloDimension):
+                    index = index.offset
+                time = int(sympy.simplify(index - dim.root))
+            else:
+                k = sympy.simplify(index - dim - halo)
+                space.append(int(k))
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return f, time, tuple(space)
+
+
+def _mapped(write, stmt):
+    """The lowered right-hand side of ``write`` in ``stmt``'s field accesses, or
+    None."""
+    from devito.types import Indexed
+    rhs = write
+    if rhs is None:
+        return None
+    reads = {(a.field, a.time, a.space): a.expr for a in stmt.reads}
+    subs = {}
+    for i in rhs.atoms(Indexed):
+        key = _indexed_offsets(i)
+        if key is None or key not in reads:
+            return None
+        subs[i] = reads[key]
+    mapped = rhs.xreplace(subs)
+    bare = rhs.xreplace({i: sympy.S.One for i in subs})
+    if mapped.atoms(Indexed) or any(getattr(s, 'is_Dimension', False)
+                                    for s in bare.free_symbols):
+        return None
+    return mapped
+
+
+class _NotMappedError(Exception):
+    """A lowered expression whose temporaries do not map back."""

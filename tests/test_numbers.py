@@ -8,14 +8,15 @@ names the pass; and in this test suite every Operator is compiled with ``-Werror
 (``conftest._compiler_warnings_are_errors``).
 """
 
+import re
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import sympy
 from codepy import CompileError
-from conftest import make_grid
-from devito import Eq, Function, Operator, TimeFunction
+from conftest import dot_test, make_grid
+from devito import Eq, Function, Grid, Operator, TimeFunction
 
 from devito_perforad import (
     AdjointError,
@@ -193,3 +194,48 @@ def test_offsets_are_whole_numbers():
     assert access_of(app).space == (1, -2)
     assert _offsets(app.subs(grid.time_dim, grid.stepping_dim), grid) == (0, 1, -2)
     assert all(type(k) is int for k in _offsets(app, grid))
+
+
+def _summed_derivatives(so, rng):
+    """``u + 1e-3 * (...)``: half-point, one-sided and custom-weight derivatives of one
+    field, summed, some under literal factors and a coefficient. Devito folds some of
+    their weights in binary and prints others as decimal text."""
+    grid = Grid(shape=(3 * so + 7, 2 * so + 9), extent=(1.3, 0.7), dtype=np.float64)
+    x, y = grid.dimensions
+    u = TimeFunction(name='u', grid=grid, space_order=so)
+    c = Function(name='c', grid=grid, space_order=so)
+    c.data[:] = 1 + rng.random(c.shape)
+    hx = x.spacing / 2
+    half = u.dx(x0=x + hx) + u.dx(x0=x - hx)
+    rhs = (half + c * u.dxl + u.dyr + u.dx(weights=np.linspace(-1, 1, so + 1))
+           + 0.37 * c * half + c**2 * (u.dx(x0=x + hx) - 0.3 * u.dx(x0=x - hx))
+           + 0.7 * u.dy2)
+    return [Eq(u.forward, u + 1e-3 * rhs)], u
+
+
+@pytest.mark.parametrize('so', [4, 8, pytest.param(12, marks=pytest.mark.slow),
+                                pytest.param(16, marks=pytest.mark.slow)])
+def test_summed_half_point_and_one_sided_derivatives_are_exact(so, rng):
+    """The adjoint multiplies by the numbers of the primal's C code
+    (``devito_compat.with_compiled_numbers``): analysed from the equations alone,
+    the folded weights differ in the 10th digit (a dot test at 1e-11 to 1e-8)."""
+    primal, u = _summed_derivatives(so, rng)
+    err = dot_test(primal, {u: adjoint_function(u)}, {u: np.array([True, False])},
+                   apply=dict(time_m=0, time_M=5), rng=rng)
+    assert err < 1e-13
+
+
+def test_right_hand_sides_take_the_numbers_the_c_code_has(rng):
+    """Every number of the statement, read back from the primal's lowered code, is
+    one the primal's C code prints; those analysed from the equations are not."""
+    from devito_perforad.devito_compat import with_compiled_numbers
+    primal, _ = _summed_derivatives(4, rng)
+    code = str(Operator(primal).ccode)
+    printed = {float(n) for n in re.findall(r'\d+\.\d+(?:e-?\d+)?', code)}
+    (analysed,) = analyse(primal)
+    (compiled,) = with_compiled_numbers([analysed], primal)
+
+    def numbers(stmt):
+        return {abs(float(str(f))) for f in stmt.rhs.atoms(sympy.Float)}
+    assert numbers(compiled) <= printed | {1.0}
+    assert not numbers(analysed) <= printed | {1.0}

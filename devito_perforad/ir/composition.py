@@ -46,7 +46,7 @@ from devito.types.basic import AbstractFunction
 
 from .offsets import own_offset
 
-__all__ = ['Composition', 'Term', 'compositions']
+__all__ = ['Composition', 'Term', 'agree', 'compositions']
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ def compositions(rhs, flat, grid, evaluated, substitute, at=None):
                                  _transposable(node, outer, grid, substitute)))
     lifted = substitute(evaluated(sympy.sympify(rhs).xreplace(
         {c.node: c.symbol for c in found}), at))
-    if not _same(flat, lifted.xreplace({c.symbol: c.flat() for c in found})):
+    if not agree(flat, lifted.xreplace({c.symbol: c.flat() for c in found})):
         return flat, ()
     return lifted, tuple(found)
 
@@ -226,7 +226,7 @@ def _transposable(node, outer, grid, substitute):
     z = _placeholder(grid, _order(node))
     expected = sympy.Add(*[w * _moved(z, tuple(-k for k in o)) for w, o in outer])
     try:
-        return _same(substitute(node._rebuild(expr=z).T.evaluate), expected)
+        return agree(substitute(node._rebuild(expr=z).T.evaluate), expected)
     except (ValueError, TypeError, AttributeError):
         return False
 
@@ -268,7 +268,7 @@ def _split(expr, inner, grid, evaluated, substitute):
             derivative = derivs[0]._rebuild(expr=g)
             terms.append(Term(derivative, weight * coefficient,
                               substitute(evaluated(weight * coefficient * derivative))))
-    if not _same(inner, sympy.Add(*[t.expr for t in terms])):
+    if not agree(inner, sympy.Add(*[t.expr for t in terms])):
         return ()
     y = _placeholder(grid, max(_order(t.derivative) for t in terms))
     for t in terms:  # D^T(B y) is the reversal of the flat B * D(g)
@@ -281,7 +281,7 @@ def _split(expr, inner, grid, evaluated, substitute):
             offsets = _offsets_from(apps[0], g)
             expected += _moved(part.xreplace({apps[0]: y}), tuple(-k for k in offsets))
         try:
-            if not _same(substitute(t.transposed(y).evaluate), expected):
+            if not agree(substitute(t.transposed(y).evaluate), expected):
                 return ()
         except (ValueError, TypeError, AttributeError):
             return ()
@@ -327,9 +327,19 @@ def _offsets_from(app, base):
     return tuple(by_dim.get(d, 0) for d in grid.dimensions)
 
 
-def _same(a, b, tries=2):
+def agree(a, b, rtol=1e-12, tries=2):
     """Whether ``a`` and ``b`` agree at random values of every field access and symbol
-    (to 1e-12 relative): the split is an exact rewriting of Devito's flat stencil."""
+    (to ``rtol`` relative; by default, an exact rewriting of Devito's flat stencil).
+
+    Examples
+    --------
+    >>> import sympy
+    >>> x, y = sympy.symbols('x y')
+    >>> agree((x + y)**2, x**2 + 2*x*y + y**2), agree(x, x * (1 + 1e-10))
+    (True, False)
+    >>> agree(x, x * (1 + 1e-10), rtol=1e-8)
+    True
+    """
     rng = np.random.default_rng(0)
     leaves = sorted(set(retrieve_functions(a)) | set(retrieve_functions(b))
                     | {s for s in a.free_symbols | b.free_symbols}, key=str)
@@ -339,7 +349,7 @@ def _same(a, b, tries=2):
             va, vb = _value(a, values), _value(b, values)
         except (TypeError, ValueError, ZeroDivisionError, OverflowError):
             return False
-        if not abs(va - vb) <= 1e-12 * max(abs(va), abs(vb), 1e-300):
+        if not abs(va - vb) <= rtol * max(abs(va), abs(vb), 1e-300):
             return False
     return True
 
