@@ -523,7 +523,9 @@ def with_compiled_numbers(program, expressions, subs=None):
     (the user's), else from one built here with ``subs``. Devito's temporaries are
     inlined and its array accesses mapped back to field accesses. A statement whose
     lowered form does not map back, or does not agree with the analysed one to 1e-8
-    at random values, keeps its analysed right-hand side.
+    at random values, keeps its analysed right-hand side. A statement whose nested
+    derivatives, composed, would not multiply by the primal's numbers is reversed
+    flat.
 
     Parameters
     ----------
@@ -546,7 +548,7 @@ def with_compiled_numbers(program, expressions, subs=None):
     dense = [s for s in program if s.is_dense and s.rhs.atoms(sympy.Float)]
     if not dense:
         return program
-    op = next((o for o, (e, _) in list(_INPUTS.items()) if e is expressions), None)
+    op = _built_from(expressions, subs)
     try:
         if op is None:
             op = Operator(expressions, **({'subs': subs} if subs else {}))
@@ -565,9 +567,41 @@ def with_compiled_numbers(program, expressions, subs=None):
         if rhs is None or not agree(rhs, stmt.rhs, rtol=1e-8):
             out.append(stmt)
             continue
-        out.append(replace(stmt, rhs=rhs,
-                           lifted=stmt.lifted if stmt.compositions else rhs))
+        if stmt.compositions and _composed_numbers_agree(stmt, rhs):
+            out.append(replace(stmt, rhs=rhs))
+        else:
+            out.append(replace(stmt, rhs=rhs, lifted=rhs, compositions=()))
     return out
+
+
+def _composed_numbers_agree(stmt, rhs):
+    """Whether the compositions of ``stmt`` multiply by the numbers of the
+    primal's code ``rhs``: each outer and inner weight read as the decimal text Devito
+    prints for it (as in the composed adjoint, which takes them from Devito's
+    transposed derivatives). Where Devito folds a literal factor into the outer
+    weights, they do not, and the statement is reversed flat, with the primal's
+    numbers."""
+    from .differentiate import partials_of, plain
+    from .ir.composition import agree
+    composed = plain(stmt.lifted).xreplace({c.symbol: plain(c.flat())
+                                            for c in stmt.compositions})
+    fields = {a.field for a in stmt.reads}
+    theirs = dict(partials_of(rhs, stmt.reads, fields))
+    ours = dict(partials_of(composed, stmt.reads, fields))
+    return theirs.keys() == ours.keys() and all(
+        agree(ours[a], theirs[a], rtol=1e-13) for a in theirs)
+
+
+def _built_from(expressions, subs):
+    """The most recent Operator built from the very equations ``expressions`` (the
+    same objects, in the same order) with the same ``subs``, or None."""
+    from .ir.access import _flatten
+    mine = [id(e) for e in _flatten(expressions)]
+    for op, (exprs, kwargs) in reversed(list(_INPUTS.items())):
+        if ([id(e) for e in _flatten(exprs)] == mine
+                and dict(kwargs.get('subs') or {}) == dict(subs or {})):
+            return op
+    return None
 
 
 def _lowered_writes(lowered, fields):

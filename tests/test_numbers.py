@@ -239,3 +239,21 @@ def test_right_hand_sides_take_the_numbers_the_c_code_has(rng):
         return {abs(float(str(f))) for f in stmt.rhs.atoms(sympy.Float)}
     assert numbers(compiled) <= printed | {1.0}
     assert not numbers(analysed) <= printed | {1.0}
+
+
+@pytest.mark.parametrize('so', [4, pytest.param(8, marks=pytest.mark.slow)])
+def test_a_literal_factor_on_a_nested_derivative(so, rng):
+    """Devito folds ``1e-3`` into the outer weights of ``(c * u.dy).dy`` in binary;
+    the composed adjoint would take them as decimal text, so the statement is
+    reversed flat, with the primal's numbers."""
+    grid = Grid(shape=(3 * so + 7, 2 * so + 9), extent=(1.3, 0.7), dtype=np.float64)
+    x, y = grid.dimensions
+    u = TimeFunction(name='u', grid=grid, space_order=so)
+    c = Function(name='c', grid=grid, space_order=so)
+    c.data[:] = 1 + rng.random(c.shape)
+    hx, hy = x.spacing / 2, y.spacing / 2
+    nested = (c * u.dy(x0=y + hy)).dy(x0=y - hy)
+    primal = [Eq(u.forward, u + 1e-3 * (u.dx(x0=x + hx) + u.dx(x0=x - hx) + nested))]
+    err = dot_test(primal, {u: adjoint_function(u)}, {u: np.array([True, False])},
+                   apply=dict(time_m=0, time_M=5), rng=rng)
+    assert err < 1e-13
