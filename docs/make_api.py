@@ -176,18 +176,21 @@ def render():
         import devito_perforad
     finally:
         sys.path.remove(str(ROOT))
-    from devito_perforad import seismic
-    solvers = [f'seismic.{n}' for n in seismic.__all__]
+    from devito_perforad import seismic, shots
+    sections = [(seismic, 'Derived solvers'), (shots, 'Shots on Dask')]
+    extra = [f'{m.__name__.split(".")[-1]}.{n}' for m, _ in sections for n in m.__all__]
     out = [HEADER, '## Contents', '']
-    out += [f'- [`{n}`](#{_anchor(n)})' for n in devito_perforad.__all__ + solvers]
+    out += [f'- [`{n}`](#{_anchor(n)})' for n in devito_perforad.__all__ + extra]
     out += ['', '## Package overview', '']
     out += _paragraphs((inspect.getdoc(devito_perforad) or '').splitlines()) + ['']
     for name in devito_perforad.__all__:
         out += render_object(name, getattr(devito_perforad, name))
-    out += ['## Derived solvers: `devito_perforad.seismic`', '']
-    out += _paragraphs((inspect.getdoc(seismic) or '').splitlines()) + ['']
-    for name in seismic.__all__:
-        out += render_object(f'seismic.{name}', getattr(seismic, name), level=3)
+    for module, title in sections:
+        short = module.__name__.split('.')[-1]
+        out += [f'## {title}: `{module.__name__}`', '']
+        out += _paragraphs((inspect.getdoc(module) or '').splitlines()) + ['']
+        for name in module.__all__:
+            out += render_object(f'{short}.{name}', getattr(module, name), level=3)
     text = '\n'.join(out)
     text = re.sub(r'\n{3,}', '\n\n', text)
     return text.rstrip('\n') + '\n'

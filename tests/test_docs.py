@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import devito_perforad
-from devito_perforad import seismic
+from devito_perforad import seismic, shots
 
 README = Path(__file__).resolve().parents[1] / 'README.md'
 BLOCKS = re.findall(r'```python\n(.*?)```', README.read_text(), re.S)
@@ -41,7 +41,7 @@ def _sections(obj):
 
 
 @pytest.mark.parametrize('name', devito_perforad.__all__ + [
-    f'seismic.{n}' for n in seismic.__all__])
+    f'{m.__name__.split(".")[-1]}.{n}' for m in (seismic, shots) for n in m.__all__])
 def test_help_of_every_public_name(name):
     """``help()`` shows Parameters, Returns, Raises and an example (a class: its
     Parameters, Raises and an example; its public methods their Parameters and

@@ -7,7 +7,9 @@ with an argument list), which spares a Python start and a Devito import per case
 """
 
 import importlib.util
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -58,31 +60,53 @@ def test_acoustic_adjoint():
     assert abs(slope - 2) < 0.1, out
 
 
+def fwi_figures(folder, params):
+    for name in [f'{p}_{kind}' for p in params
+                 for kind in ('true', 'initial', 'inverted', 'gradient')] + ['misfit']:
+        png = folder / f'{name}.png'
+        assert png.is_file() and png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
+
+
 def test_fwi(tmp_path):
     out = run_example('fwi', '--shape', 31, 31, '--nbl', 6, '--shots', 2,
                       '--iterations', 2, '--tn', 300, '--space-order', 4,
-                      '--out', tmp_path)
+                      '--out', tmp_path, '--workers', 0)
     (J0,) = numbers(r'initial misfit = (\S+)', out)
     (J1,) = numbers(r'final misfit = (\S+)', out)
     assert J1 < J0, out
     assert 'about the figures' not in out   # it describes the default set-up only
-    for name in ['model_true', 'model_initial', 'model_inverted', 'gradient_first',
-                 'misfit']:
-        png = tmp_path / f'{name}.png'
-        assert png.is_file() and png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
+    fwi_figures(tmp_path, ['vp'])
+
+
+@pytest.mark.slow
+def test_fwi_elastic(tmp_path):
+    """vp and vs together, through Devito's elastic solver (which has no adjoint of
+    its own): the misfit and the model error of each parameter go down."""
+    out = run_example('fwi', '--physics', 'elastic', '--params', 'vp,vs', '--shape', 41,
+                      41, '--nbl', 10, '--shots', 3, '--iterations', 6, '--tn', 500,
+                      '--space-order', 4, '--out', tmp_path)
+    (J0,) = numbers(r'initial misfit = (\S+)', out)
+    (J1,) = numbers(r'final misfit = (\S+)', out)
+    assert J1 < 0.1 * J0, out
+    for p in ('vp', 'vs'):
+        e0, e1 = map(float, re.search(rf'\|\|{p} - {p}_true\|\| / \|\|{p}_true\|\|: '
+                                      r'initial = (\S+), final = (\S+)', out).groups())
+        assert e1 < 0.9 * e0, out
+    assert '2 receiver set(s)' in out, out
+    fwi_figures(tmp_path, ['vp', 'vs'])
 
 
 @pytest.mark.slow
 def test_fwi_parallel_shots_with_checkpointing(tmp_path):
-    """Shots spread over two processes, each gradient checkpointed: in float64, the
+    """Shots spread over two Dask workers, each gradient checkpointed: in float64, the
     same misfits as one process with saved wavefields, to rounding (float32 parts
     from the fifth digit: the two adjoints are different Operators)."""
     tiny = ['--shape', 21, 21, '--nbl', 4, '--shots', 2, '--iterations', 2, '--tn', 200,
             '--space-order', 4, '--dtype', 'float64']
-    serial = run_example('fwi', *tiny, '--out', tmp_path / 'serial')
+    serial = run_example('fwi', *tiny, '--out', tmp_path / 'serial', '--workers', 0)
     parallel = run_example('fwi', *tiny, '--out', tmp_path / 'parallel', '--workers', 2,
                            '--checkpointing')
-    assert '2 process(es), checkpointing' in parallel, parallel
+    assert '2 Dask worker(s), checkpointing' in parallel, parallel
     assert 'Pickling' not in parallel, parallel   # the workers return plain arrays
     pattern = r'(?:initial|final) misfit = (\S+)'
     expected, got = numbers(pattern, serial), numbers(pattern, parallel)
@@ -92,7 +116,7 @@ def test_fwi_parallel_shots_with_checkpointing(tmp_path):
 # -- fwi.py: argument checks and the stop on a non-finite misfit ----------------------
 
 TINY = ['--shape', 21, 21, '--nbl', 4, '--shots', 1, '--iterations', 1, '--tn', 100,
-        '--space-order', 4]
+        '--space-order', 4, '--workers', 0]
 
 
 @pytest.fixture(scope='module')
@@ -100,6 +124,7 @@ def fwi():
     """``examples/seismic/fwi.py`` as a module."""
     spec = importlib.util.spec_from_file_location('fwi_example', SEISMIC / 'fwi.py')
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # as an import would: Dask sends it by value
     spec.loader.exec_module(module)
     return module
 
@@ -107,7 +132,11 @@ def fwi():
 @pytest.mark.parametrize('args, message', [
     (['--shots', 0], '--shots must be at least 1 (got 0)'),
     (['--iterations', 0], '--iterations must be at least 1 (got 0)'),
-    (['--workers', 0], '--workers must be at least 1 (got 0)'),
+    (['--workers', -1], '--workers must be 0 (the shots in this process) or more'),
+    (['--scheduler', 'tcp://127.0.0.1:1'], '--workers and --scheduler exclude each'),
+    (['--params', 'vs'], '--params vs names vs: the acoustic model inverts vp'),
+    (['--physics', 'elastic', '--params', 'vp,vp'], '--params vp,vp names a parameter'),
+    (['--resume'], '--resume continues the run kept in --state DIR; give --state'),
     (['--vmax', 2.8], "--vmax 2.8 km/s is below the true model's maximum velocity 3"),
     (['--vmin', 3.2, '--vmax', 3.2], '--vmin 3.2 km/s must be below --vmax 3.2 km/s'),
     (['--vmin', 0], '--vmin must be a positive number of km/s (got 0)'),
@@ -162,8 +191,8 @@ def test_fwi_stops_on_non_finite_misfit(fwi, monkeypatch, capsys, tmp_path, pois
     if poison == 'observed data':
         observed = fwi.Shots.observed
 
-        def poisoned(self, shots):
-            data = observed(self, shots)
+        def poisoned(self, shot):
+            data = observed(self, shot)
             data[0][len(data[0]) // 2, 0] = np.nan
             return data
 
@@ -172,11 +201,11 @@ def test_fwi_stops_on_non_finite_misfit(fwi, monkeypatch, capsys, tmp_path, pois
     else:
         misfit_gradient, calls = fwi.Shots.misfit_gradient, []
 
-        def poisoned(self, x, shots, d_obs):
-            J, g = misfit_gradient(self, x, shots, d_obs)
+        def poisoned(self, x, shot, d_obs, weights):
+            J, g = misfit_gradient(self, x, shot, d_obs, weights)
             calls.append(J)
             if len(calls) == 3:
-                g[10, 10] = np.nan
+                g[10] = np.nan
             return J, g
 
         monkeypatch.setattr(fwi.Shots, 'misfit_gradient', poisoned)
@@ -215,3 +244,119 @@ def test_fwi_stops_when_there_is_nothing_to_invert(fwi, capsys, tmp_path):
     assert stop.value.code == 1
     assert 'stopped before its first iteration' in capsys.readouterr().err
     assert not out.exists()
+
+
+# -- fwi.py: resumable runs, and shots on Dask ----------------------------------------
+
+def stored(folder):
+    with np.load(folder / 'state.npz') as state:
+        return state['model'], state['history']
+
+
+@pytest.mark.slow
+def test_fwi_resumes_a_stored_run(fwi, capsys, tmp_path):
+    """A run of 2 iterations, resumed for 3: the stored evaluations replay L-BFGS-B's
+    first steps, and the result is the one of a run of 3 iterations from the start."""
+    run = [*map(str, TINY), '--tn', '200', '--dtype', 'float64', '--out',
+           str(tmp_path / 'figures')]
+    fwi.main([*run, '--iterations', '3', '--state', str(tmp_path / 'whole')])
+    fwi.main([*run, '--iterations', '2', '--state', str(tmp_path / 'parts')])
+    capsys.readouterr()
+    fwi.main([*run, '--iterations', '3', '--state', str(tmp_path / 'parts'), '--resume'])
+    out = capsys.readouterr().out
+    assert re.search(r'resuming: [1-9]\d* stored evaluations', out), out
+    assert re.search(r'\n +2 .* stored\n', out), out        # replayed, not recomputed
+    (whole, whole_history), (parts, parts_history) = (
+        stored(tmp_path / name) for name in ('whole', 'parts'))
+    assert len(parts_history) == 4
+    np.testing.assert_allclose(parts_history, whole_history, rtol=1e-12)
+    np.testing.assert_allclose(parts, whole, rtol=1e-12)
+
+
+def test_fwi_refuses_to_mix_runs(fwi, capsys, tmp_path):
+    """A folder that holds a run is not overwritten, nor resumed with other
+    settings."""
+    state = tmp_path / 'state'
+    run = [*map(str, TINY), '--tn', '200', '--out', str(tmp_path / 'figures')]
+    fwi.main([*run, '--state', str(state)])
+    kept = (state / 'state.npz').read_bytes()
+    with pytest.raises(SystemExit) as stop:
+        fwi.main([*run, '--state', str(state)])
+    assert stop.value.code == 2
+    assert f'--state {state} holds a run already: add --resume' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        fwi.main([*run, '--state', str(state), '--resume', '--f0', '0.012'])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert f'--state {state} holds a run with --f0 0.01 (now 0.012)' in err, err
+    assert (state / 'state.npz').read_bytes() == kept
+
+
+@pytest.mark.slow
+def test_fwi_dask_workers_equal_serial(fwi):
+    """Two local Dask workers give the serial observed data, misfit and gradient
+    (float64), at a model away from the initial one."""
+    args = [*map(str, TINY), '--shots', '3', '--tn', '200', '--dtype', 'float64']
+    serial = fwi.Pool(fwi.parse_args(args))
+    dask = fwi.Pool(fwi.parse_args([*args, '--workers', '2']))   # the last one counts
+    try:
+        assert dask.where == '2 Dask worker(s)'
+        shots = [(s,) for s in range(3)]
+        observed = serial.run('observed', shots)
+        for mine, theirs in zip(observed, dask.run('observed', shots), strict=True):
+            np.testing.assert_allclose(theirs[0], mine[0], rtol=0, atol=1e-12 * abs(
+                mine[0]).max())
+        initial = serial.shots.initial['vp'].ravel()
+        x = initial + 0.1 * np.random.default_rng(0).random(initial.size)
+        tasks = [(x, s, observed[s], [1.]) for s in range(3)]
+        (J, g), (Jd, gd) = (
+            (sum(J for J, _ in parts), sum(g for _, g in parts))
+            for parts in (serial.run('misfit_gradient', tasks),
+                          dask.run('misfit_gradient', tasks)))
+        assert J > 0 and abs(Jd - J) <= 1e-12 * J
+        assert np.linalg.norm(gd - g) <= 1e-12 * np.linalg.norm(g)
+    finally:
+        dask.close()
+        serial.close()
+
+
+@pytest.mark.slow
+def test_fwi_resumes_after_kills(tmp_path):
+    """A run on two Dask workers loses a worker in its second iteration (Dask reruns
+    its shots on a new one), then is killed whole in its fourth. Resumed, it ends
+    with the model of a run that was never stopped (float64)."""
+    psutil = pytest.importorskip('psutil')
+    args = [*map(str, TINY), '--shots', '2', '--iterations', '5', '--tn', '200',
+            '--dtype', 'float64', '--out', str(tmp_path / 'figures')]
+    run_example('fwi', *args, '--state', tmp_path / 'whole')
+    args = [*args, '--workers', '2', '--state', str(tmp_path / 'stopped')]
+    proc = subprocess.Popen([sys.executable, '-u', str(SEISMIC / 'fwi.py'), *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    lines, killed = [], []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if re.match(r' +1 ', line):      # a worker, while iteration 2 runs
+                workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                           if 'spawn_main' in ' '.join(p.cmdline())]
+                assert len(workers) == 2, lines
+                workers[0].kill()
+                killed.append('worker')
+            elif re.match(r' +3 ', line):    # the whole run, while iteration 4 runs
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed.append('run')
+                break
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert killed == ['worker', 'run'], ''.join(lines)
+    assert len(stored(tmp_path / 'stopped')[1]) == 4    # iterations 0 to 3 kept
+    out = run_example('fwi', *args, '--resume')
+    assert 'resuming:' in out, out
+    (whole, whole_history), (resumed, history) = (
+        stored(tmp_path / name) for name in ('whole', 'stopped'))
+    assert len(history) == len(whole_history) == 6
+    np.testing.assert_allclose(history, whole_history, rtol=1e-12)
+    np.testing.assert_allclose(resumed, whole, rtol=1e-12)

@@ -27,7 +27,7 @@ def _cwd(index):
 
 
 # in the slow run: the default run's time (each compiles several elastic Operators)
-SLOW = {'06_elastic'}
+SLOW = {'06_elastic', '07_elastic_fwi'}
 
 
 @pytest.mark.parametrize('index', [

@@ -35,7 +35,9 @@ Examples
 True
 """
 
+import operator
 from dataclasses import dataclass
+from functools import reduce
 
 import numpy as np
 import sympy
@@ -46,7 +48,7 @@ from devito.types.basic import AbstractFunction
 
 from .offsets import own_offset
 
-__all__ = ['Composition', 'Term', 'agree', 'compositions']
+__all__ = ['Composition', 'Term', 'agree', 'compositions', 'partials_agree']
 
 
 @dataclass(frozen=True)
@@ -341,8 +343,7 @@ def agree(a, b, rtol=1e-12, tries=2):
     True
     """
     rng = np.random.default_rng(0)
-    leaves = sorted(set(retrieve_functions(a)) | set(retrieve_functions(b))
-                    | {s for s in a.free_symbols | b.free_symbols}, key=str)
+    leaves = _leaves(a, b)
     for _ in range(tries):
         values = dict(zip(leaves, rng.uniform(0.5, 1.5, len(leaves)), strict=True))
         try:
@@ -354,19 +355,68 @@ def agree(a, b, rtol=1e-12, tries=2):
     return True
 
 
-def _value(expr, values):
-    """``expr`` in floating point, with ``values`` for its leaves."""
+def partials_agree(a, b, rtol=1e-13):
+    """Whether ``a`` and ``b`` have the same partial derivative by each of their field
+    accesses and symbols (to ``rtol`` relative, each partial on its own), at random
+    values: where :func:`agree` compares values, in which a small term that differs
+    may hide under a large one.
+
+    The partials are taken by complex step, all at once, with no symbolic
+    differentiation. Each is compared to the size of the terms it sums (the partial
+    with every number's absolute value), so that one that cancels to rounding noise
+    in both agrees.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> x, y = sympy.symbols('x y')
+    >>> small = 1e-6 * y
+    >>> agree(x + small, x + small * (1 + 1e-9), rtol=1e-13)
+    True
+    >>> partials_agree(x + small, x + small * (1 + 1e-9))
+    False
+    >>> partials_agree(x * (x + y), x**2 + x*y)
+    True
+    """
+    leaves = _leaves(a, b)
+    step = 1e-30
+    values = dict(zip(leaves, np.random.default_rng(0).uniform(0.5, 1.5, len(leaves))
+                      + 1j * step * np.eye(len(leaves)), strict=True))
+    try:
+        da, db, sa, sb = (np.imag(_value(e, values, absolute)) / step
+                          for absolute in (False, True) for e in (a, b))
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return False
+    return bool(np.all(np.abs(da - db) <= rtol * np.maximum(np.abs(sa), np.abs(sb))))
+
+
+def _leaves(a, b):
+    return sorted(set(retrieve_functions(a)) | set(retrieve_functions(b))
+                  | {s for s in a.free_symbols | b.free_symbols}, key=str)
+
+
+# numpy's own functions, which take the arrays of partials_agree
+_NUMPY = {sympy.cos: np.cos, sympy.sin: np.sin, sympy.tan: np.tan, sympy.exp: np.exp,
+          sympy.log: np.log}
+
+
+def _value(expr, values, absolute=False):
+    """``expr`` in floating point, with ``values`` (complex numbers, or arrays of
+    them) for its leaves; ``absolute``: with each number's absolute value."""
     if expr in values:
         return values[expr]
     if expr.is_Number:
-        return complex(expr)
-    args = [_value(e, values) for e in expr.args]
+        return abs(complex(expr)) if absolute else complex(expr)
+    args = [_value(e, values, absolute) for e in expr.args]
     if isinstance(expr, sympy.Add):
         return sum(args)
     if isinstance(expr, sympy.Mul):
-        return complex(np.prod(args))
+        return reduce(operator.mul, args)
     if isinstance(expr, sympy.Pow):
         return args[0] ** args[1]
-    if isinstance(expr, sympy.Function):  # cos, sqrt, ...: field accesses are leaves
+    if expr.func in _NUMPY:
+        return _NUMPY[expr.func](*args)
+    if isinstance(expr, sympy.Function) and not any(np.ndim(v) for v in args):
+        # sqrt, Max, ...: field accesses are leaves
         return complex(expr.func(*[sympy.Float(v.real) for v in args]))
     raise TypeError(type(expr))
