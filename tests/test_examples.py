@@ -294,30 +294,38 @@ def test_fwi_refuses_to_mix_runs(fwi, capsys, tmp_path):
 
 @pytest.mark.slow
 def test_fwi_dask_workers_equal_serial(fwi):
-    """Two local Dask workers give the serial observed data, misfit and gradient
-    (float64), at a model away from the initial one."""
-    args = [*map(str, TINY), '--shots', '3', '--tn', '200', '--dtype', 'float64']
-    serial = fwi.Pool(fwi.parse_args(args))
-    dask = fwi.Pool(fwi.parse_args([*args, '--workers', '2']))   # the last one counts
+    """Two local Dask workers, and a running cluster given by its scheduler's address,
+    give the serial observed data, misfit and gradient (float64), at a model away from
+    the initial one."""
+    from distributed import LocalCluster
+    args = [*map(str, TINY[:-2]), '--shots', '3', '--tn', '200', '--dtype', 'float64']
+    # a running cluster whose worker has two threads: its shots take turns
+    cluster = LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=None)
+    address = cluster.scheduler_address
+    pools = [fwi.Pool(fwi.parse_args([*args, *more])) for more in (
+        ['--workers', '0'], ['--workers', '2'], ['--scheduler', address])]
     try:
-        assert dask.where == '2 Dask worker(s)'
+        assert [p.where for p in pools] == ['this process', '2 Dask worker(s)',
+                                            '1 Dask worker(s)']
         shots = [(s,) for s in range(3)]
-        observed = serial.run('observed', shots)
-        for mine, theirs in zip(observed, dask.run('observed', shots), strict=True):
-            np.testing.assert_allclose(theirs[0], mine[0], rtol=0, atol=1e-12 * abs(
-                mine[0]).max())
-        initial = serial.shots.initial['vp'].ravel()
+        observed = pools[0].run('observed', shots)
+        initial = pools[0].shots.initial['vp'].ravel()
         x = initial + 0.1 * np.random.default_rng(0).random(initial.size)
         tasks = [(x, s, observed[s], [1.]) for s in range(3)]
-        (J, g), (Jd, gd) = (
+        (J, g), *others = (
             (sum(J for J, _ in parts), sum(g for _, g in parts))
-            for parts in (serial.run('misfit_gradient', tasks),
-                          dask.run('misfit_gradient', tasks)))
-        assert J > 0 and abs(Jd - J) <= 1e-12 * J
-        assert np.linalg.norm(gd - g) <= 1e-12 * np.linalg.norm(g)
+            for parts in (p.run('misfit_gradient', tasks) for p in pools))
+        assert J > 0
+        for pool, (Jd, gd) in zip(pools[1:], others, strict=True):
+            for mine, theirs in zip(observed, pool.run('observed', shots), strict=True):
+                np.testing.assert_allclose(theirs[0], mine[0], rtol=0,
+                                           atol=1e-12 * abs(mine[0]).max())
+            assert abs(Jd - J) <= 1e-12 * J, pool.where
+            assert np.linalg.norm(gd - g) <= 1e-12 * np.linalg.norm(g), pool.where
     finally:
-        dask.close()
-        serial.close()
+        for pool in pools:
+            pool.close()
+        cluster.close()
 
 
 @pytest.mark.slow

@@ -17,10 +17,10 @@ A complete, small 2D FWI:
   sums every receiver set the solver records (the elastic solvers record two), each
   normalised by its observed data: ``J = 1/2 sum_sets ||F(m) - d||^2 / ||d||^2``;
 * **observed data**: modelled with the same solver on the true model;
-* **scaling**: the inversion variables are ``(m - m0) / s``, with one scale ``s``
-  per parameter set from the first gradient, so that every parameter's gradient
-  starts at the largest entry of the first one's (a diagonal preconditioner):
-  L-BFGS-B then moves each parameter, not only the one with the largest gradient;
+* **scaling**: the inversion variables are ``(m - m0) / s``, each parameter in units
+  of the width ``s`` of its bounds (km/s and quality factors alike span about one
+  unit), and the misfit is taken relative to the initial one: L-BFGS-B then moves
+  each parameter by its own sensitivity;
 * **gradient**: ``derived_solver(...).gradient(residuals, wavefields, params=...)``,
   one adjoint sweep per shot; the gradient is tapered to zero next to the wells (where
   it is singular) and the absorbing layer keeps the initial model. With
@@ -348,8 +348,13 @@ class Shots:
     """
 
     def __init__(self, args, solver=True):
+        import warnings
+
         from devito import configuration  # Devito's own, on a Dask worker too
+        from sympy.utilities.exceptions import SymPyDeprecationWarning
         configuration['log-level'] = 'WARNING'
+        # Devito's elastic solvers build matrices of equations, which SymPy warns about
+        warnings.filterwarnings('ignore', category=SymPyDeprecationWarning)
         self.args = args
         self.physics = physics = PHYSICS[args.physics]
         nbl = args.nbl
@@ -625,11 +630,8 @@ def invert(args, pool, shots, store, tstart):
     J0, g0 = evaluate(m0)
     if J0 == 0:
         raise NoIterationError('the initial model fits the data: zero misfit')
-    # one scale per parameter: every parameter's gradient starts at vp's largest entry
-    top = [np.abs(g0[k * n:(k + 1) * n]).max() * np.ptp(bounds(args, p))
-           for k, p in enumerate(params)]
-    scale = np.repeat([np.ptp(bounds(args, p)) * (top[0] / top[k] if top[k] else 1.)
-                       for k, p in enumerate(params)], n)
+    # each parameter in units of its bounds' width (see docs/fwi.md)
+    scale = np.repeat([np.ptp(bounds(args, p)) for p in params], n)
     lower = np.concatenate([np.full(n, bounds(args, p)[0]) for p in params])
     upper = np.concatenate([np.full(n, bounds(args, p)[1]) for p in params])
 
