@@ -541,8 +541,6 @@ def with_compiled_numbers(program, expressions, subs=None):
     """
     from dataclasses import replace
 
-    from devito.ir.iet import Expression
-
     from .ir.composition import agree
 
     dense = [s for s in program if s.is_dense and s.rhs.atoms(sympy.Float)]
@@ -552,7 +550,7 @@ def with_compiled_numbers(program, expressions, subs=None):
     try:
         if op is None:
             op = Operator(expressions, **({'subs': subs} if subs else {}))
-        lowered = [e.expr for e in FindNodes(Expression).visit(op)]
+        lowered = _lowered(op)
     except Exception:  # noqa: BLE001 - the analysed numbers stay
         return program
     writes = _lowered_writes(lowered, {s.write.field for s in dense})
@@ -600,41 +598,72 @@ def _built_from(expressions, subs):
     return None
 
 
+def _lowered(op):
+    """``op``'s lowered equations, in order, each with the first points of the loops
+    around it that count an array's index from there (``ys``: Devito's temporaries
+    over a block of points, from its ``cire`` pass)."""
+    from devito.ir.iet import Expression, FindSections
+    starts = {}
+    for iterations, nodes in FindSections().visit(op).items():
+        first = {u: it.symbolic_min for it in iterations for u in it.uindices}
+        starts.update({id(n): first for n in nodes if isinstance(n, Expression)})
+    return [(n.expr, starts.get(id(n), {})) for n in FindNodes(Expression).visit(op)]
+
+
 def _lowered_writes(lowered, fields):
-    """The right-hand sides of ``lowered`` (Devito's lowered equations) that write
-    ``fields``, by ``((field, time offset, space offsets), increment)``, with every
-    temporary inlined (None where one does not map back)."""
+    """The right-hand sides of ``lowered`` (Devito's lowered equations, from
+    :func:`_lowered`) that write ``fields``, by ``((field, time offset, space
+    offsets), increment)``, with every temporary inlined (None where one does not
+    map back)."""
     scalars, arrays, writes = {}, {}, {}
-    for eq in lowered:
+    for eq, starts in lowered:
         lhs = eq.lhs
         if lhs.is_Symbol:
             scalars[lhs] = eq.rhs
         elif getattr(lhs.function, 'is_Array', False):
-            arrays[lhs.function] = (lhs.indices, eq.rhs)
+            arrays[lhs.function] = (lhs.indices, eq.rhs, starts)
         elif lhs.function in fields:
             key = (_indexed_offsets(lhs), bool(getattr(eq, 'is_Increment', False)))
             try:
-                rhs = _inlined(eq.rhs, scalars, arrays)
+                rhs = _inlined(eq.rhs, scalars, arrays, starts)
             except _NotMappedError:
                 rhs = None
             writes.setdefault(key, []).append(rhs)
     return writes
 
 
-def _inlined(expr, scalars, arrays, depth=8):
+def _inlined(expr, scalars, arrays, starts, depth=8):
+    """``expr`` with Devito's temporaries replaced by what they hold. An array
+    indexed from the first point of its loop (``r[ys]``, ``ys = y - start``) holds at
+    ``ys + k``, read in a loop from ``start``, its right-hand side at ``y + k +
+    written - start``, where ``written`` is the first point of the loop that wrote
+    it."""
     from devito.types import Indexed
     for _ in range(depth):
         subs = {s: scalars[s] for s in expr.free_symbols if s in scalars}
         for i in expr.atoms(Indexed):
             if i.function in arrays:
-                indices, rhs = arrays[i.function]
+                indices, rhs, written = arrays[i.function]
                 shift = {}
                 for used, own in zip(i.indices, indices, strict=True):
                     k = sympy.simplify(used - own)
                     dims = [d for d in own.free_symbols if d.is_Dimension]
-                    if not k.is_Integer or len(dims) != 1:
+                    if len(dims) != 1:
                         raise _NotMappedError
-                    shift[dims[0]] = dims[0] + k
+                    (d,) = dims
+                    if d in written or d in starts:
+                        if d not in written or d not in starts:
+                            raise _NotMappedError
+                        k = sympy.simplify(k + written[d] - starts[d])
+                        # the loop's own dimension, in the right-hand side
+                        targets = [e for e in rhs.free_symbols
+                                   if getattr(e, 'is_Dimension', False) and e is not d
+                                   and e.root is d.root]
+                    else:
+                        targets = [d]
+                    if not k.is_Integer:
+                        raise _NotMappedError
+                    shift.update({e: e + k for e in targets})
                 subs[i] = rhs.subs(shift, simultaneous=True)
         if not subs:
             return expr
@@ -654,6 +683,10 @@ def _indexed_offsets(indexed):
                     index = index.offset
                 time = int(sympy.simplify(index - dim.root))
             else:
+                # a blocked loop's own ``x`` (same name and root) stands for the grid's
+                index = index.xreplace({d: dim for d in index.free_symbols
+                                        if getattr(d, 'is_Dimension', False)
+                                        and d is not dim and d.root is dim.root})
                 k = sympy.simplify(index - dim - halo)
                 space.append(int(k))
     except (TypeError, ValueError, AttributeError):

@@ -273,13 +273,20 @@ def test_fwi_resumes_a_stored_run(fwi, capsys, tmp_path):
     np.testing.assert_allclose(parts, whole, rtol=1e-12)
 
 
-def test_fwi_refuses_to_mix_runs(fwi, capsys, tmp_path):
-    """A folder that holds a run is not overwritten, nor resumed with other
-    settings."""
+def test_fwi_refuses_to_mix_runs(fwi, monkeypatch, capsys, tmp_path):
+    """A folder that holds a run is not overwritten, nor resumed with other settings:
+    both stop before anything is built."""
+    def refuse(*_, **__):
+        raise AssertionError('a model or an operator was built')
+
     state = tmp_path / 'state'
     run = [*map(str, TINY), '--tn', '200', '--out', str(tmp_path / 'figures')]
-    fwi.main([*run, '--state', str(state)])
+    stored_run = fwi.Evaluations(str(state), fwi.parse_args([*run, '--state',
+                                                             str(state)]), False)
+    stored_run.add(np.zeros(3), 1., np.ones(3))
+    stored_run.save(np.zeros(3), [1.], [[1.]])
     kept = (state / 'state.npz').read_bytes()
+    monkeypatch.setattr(fwi, 'Pool', refuse)
     with pytest.raises(SystemExit) as stop:
         fwi.main([*run, '--state', str(state)])
     assert stop.value.code == 2
