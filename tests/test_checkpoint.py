@@ -31,7 +31,8 @@ def _gradients(p, ranges, checkpointing, n_checkpoints=None):
     (None, {}),                         # Revolve's choice, the primal's whole range
     # few snapshots, much recomputation: in the slow run, for the default run's time
     pytest.param(3, {}, marks=pytest.mark.slow),
-    (4, dict(time_m=3, time_M=40)),     # a sub-range: counters do not start at 1
+    # a sub-range: counters do not start at 1 (slow, for the default run's time)
+    pytest.param(4, dict(time_m=3, time_M=40), marks=pytest.mark.slow),
 ], ids=['default', 'three-snapshots', 'sub-range'])
 def test_equals_saved_wavefield(n_checkpoints, ranges):
     saved = _gradients(acoustic_problem(save=True), ranges, False)

@@ -26,8 +26,11 @@ def _cwd(index):
     return ROOT if index % 2 else ROOT / 'notebooks'
 
 
-# in the slow run: the default run's time (each compiles several elastic Operators)
-SLOW = {'06_elastic', '07_elastic_fwi'}
+# in the slow run, for the default run's time: the elastic ones (each compiles several
+# elastic Operators), and those whose scripts run in the default run (acoustic_adjoint.py,
+# fwi.py, nonselfadjoint.py)
+SLOW = {'02_acoustic_adjoint', '03_fwi', '04_nonselfadjoint', '06_elastic',
+        '07_elastic_fwi'}
 
 
 @pytest.mark.parametrize('index', [

@@ -6,7 +6,7 @@ import pytest
 from random_programs import check, random_program
 
 # a few programs of every kind in the default run, hundreds in the slow one
-DEFAULT = [0, 1, 4, 5, 6, 7]
+DEFAULT = [4, 6, 7]       # refused twice (two reasons), exact once
 # Wrong adjoints the generator found that are not fixed yet. Strict: once fixed, the
 # seed fails here until it is taken off this list.
 KNOWN_WRONG = {
