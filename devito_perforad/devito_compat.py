@@ -4,6 +4,8 @@ They apply only while an adjoint is derived or its Operator built, never to the 
 of the user's process: the patches of Devito's classes are context managers, and the
 rest rewrite the adjoint's own equations or Operator arguments.
 
+* :func:`one_time_loop`: Devito splits a time loop in two without weighing the
+  dependences that run from a later statement back to an earlier one;
 * :func:`openmp_chunks_of_one`: Devito asks for ``schedule(static,1)`` on every
   statically scheduled loop;
 * :func:`sympy_subdomain_bounds`: Devito compares every grid index with a SubDomain's
@@ -43,6 +45,7 @@ import numpy as np
 import sympy
 from devito import Eq, Function, Inc, Operator, TimeFunction, configuration
 from devito.arch import Device, platform_registry
+from devito.ir.clusters.algorithms import Schedule
 from devito.ir.iet import FindNodes, Iteration
 from devito.mpi import distributed
 from devito.passes.iet.languages.openmp import OmpIteration
@@ -54,7 +57,8 @@ from .fields import several_ranks
 from .ir.access import access_of, at_offsets
 from .ir.names import current
 
-__all__ = ['build', 'no_shrunk_loops', 'openmp_chunks_of_one', 'sympy_subdomain_bounds',
+__all__ = ['build', 'no_shrunk_loops', 'one_time_loop', 'openmp_chunks_of_one',
+           'sympy_subdomain_bounds',
            'dynamic_schedule_above_work', 'hoisted_halo_exchanges',
            'halo_exchange_over_time', 'accesses_as_written', 'record_operator_inputs',
            'operator_inputs', 'staggering_shifts', 'interpolation_positioned',
@@ -64,8 +68,8 @@ __all__ = ['build', 'no_shrunk_loops', 'openmp_chunks_of_one', 'sympy_subdomain_
 def build(eqs, **kwargs):
     """``devito.Operator(eqs, **kwargs)`` with the adjoint's OpenMP schedule: static
     (:func:`dynamic_schedule_above_work`), one contiguous block per thread for a lone
-    loop (:func:`openmp_chunks_of_one`), and every point computed
-    (:func:`no_shrunk_loops`)."""
+    loop (:func:`openmp_chunks_of_one`), one time loop (:func:`one_time_loop`), and
+    every point computed (:func:`no_shrunk_loops`)."""
     with openmp_chunks_of_one():
         return no_shrunk_loops(eqs, **dynamic_schedule_above_work(kwargs))
 
@@ -85,7 +89,8 @@ def no_shrunk_loops(eqs, **kwargs):
     from .errors import InternalError
 
     def attempt(options):
-        op = Operator(eqs, **options)
+        with one_time_loop():
+            op = Operator(eqs, **options)
         # the test of Devito's own warning, made when the Operator is applied
         shrunk = []
         for d in op.dimensions:
@@ -107,6 +112,49 @@ def no_shrunk_loops(eqs, **kwargs):
         raise InternalError(f"Devito computes the derived Operator `{op.name}` on fewer "
                             f"points than the domain along `{shrunk[0]}`.")
     return op
+
+
+@contextmanager
+def one_time_loop():
+    """Within the block, Devito never splits a time loop in two.
+
+    Devito 4.8.23 splits a loop in two where that makes more loops parallel (its
+    ``Schedule`` pass, "loop fission"), weighing only the dependences among the
+    statements up to the split, not those from a statement after the split back to
+    one before it. A derived adjoint whose first statement reads, at time ``t+1``, a
+    level that a later statement writes at ``t-1`` (coupled saved fields, a
+    temporary between them) had its time loop split: the first loop ran every step
+    before the second had written what it reads, and the adjoint was silently wrong
+    (dot test 0.13). A time loop is sequential, so splitting it gains no
+    parallelism; within the block Devito keeps it whole and runs the statements of
+    each step in program order, as the derivation orders them.
+
+    Examples
+    --------
+    >>> from devito import Eq, Function, Grid, Operator, TimeFunction
+    >>> grid = Grid(shape=(5, 5))
+    >>> a, b = (TimeFunction(name=n, grid=grid, save=6) for n in 'ab')
+    >>> z = Function(name='z', grid=grid)
+    >>> eqs = [Eq(b, b + b.forward + a.forward.dx), Eq(z, b.forward),
+    ...        Eq(a.backward, a.backward + z.dx + b)]
+    >>> str(Operator(eqs)).count('for (int time')
+    2
+    >>> with one_time_loop():
+    ...     str(Operator(eqs)).count('for (int time')
+    1
+    """
+    original = Schedule.__dict__['_break_for_parallelism']
+
+    def split(self, scope, dim, timestamp):
+        if any(d.is_Time for d in dim._defines):
+            return False
+        return original(self, scope, dim, timestamp)
+
+    Schedule._break_for_parallelism = split
+    try:
+        yield
+    finally:
+        Schedule._break_for_parallelism = original
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from, which changes nothing Devito does."""
 import numpy as np
 import pytest
 import sympy
-from conftest import Box, make_grid
+from conftest import Box, dot_test, make_grid, positive
 from devito import Eq, Function, Operator, TimeFunction
 
 from devito_perforad import (
@@ -234,3 +234,25 @@ def test_no_derived_operator_leaves_points_uncomputed():
                          subs=kwargs['subs'])
     assert _shrunk(shrinking), "Devito no longer shrinks this loop: drop the rebuild"
     assert not _shrunk(TangentOperator(expressions, tangents, subs=kwargs['subs']))
+
+
+def test_a_time_loop_is_never_split(rng):
+    """Two coupled saved fields: the adjoint of ``g`` reads ``f``'s at ``t+1``, which a
+    later statement writes at ``t-1`` through a temporary. Devito split such a time
+    loop in two (dot test 0.13, random program 193); the derived Operator keeps one,
+    and Devito, outside the building, is left as it was."""
+    grid = make_grid(2, so=4, n=13)
+    f, g = (TimeFunction(name=n, grid=grid, space_order=4, time_order=o, save=7)
+            for n, o in (('f', 2), ('g', 1)))
+    c = positive(Function(name='c', grid=grid, space_order=4), rng)
+    primal = [Eq(f.forward, 1.5 * f - 0.5 * f.backward + 0.01 * g.dx),
+              Eq(g.forward, g + 0.01 * c * f.dx + 0.01 * c * f.backward.dy.dx
+                 + 0.001 * f.backward.dy)]
+    adjoints = {f: adjoint_function(f), g: adjoint_function(g)}
+    aop = AdjointOperator(primal, adjoints)
+    assert str(aop).count('for (int time') == 1
+    first = np.arange(7) < 2
+    error = dot_test(primal, adjoints, {f: first, g: first},
+                     apply=dict(time_m=1, time_M=4), ops=(Operator(primal), aop))
+    assert error < 1e-12
+    assert str(Operator(adjoint(primal, adjoints))).count('for (int time') == 2
