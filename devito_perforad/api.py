@@ -30,6 +30,7 @@ from .devito_compat import (
     dynamic_schedule_above_work,
     hoisted_halo_exchanges,
     no_shrunk_loops,
+    reads_between_writes_in_order,
     with_compiled_numbers,
 )
 from .differentiate import partials
@@ -112,6 +113,7 @@ def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False)
     check_options(mode)
     expressions, subs, _ = check_primal(expressions, subs)
     program, adjoints = check_inputs(expressions, adjoints, subs)
+    reads_between_writes_in_order(program, expressions, subs)
     program = with_compiled_numbers(program, expressions, subs)
     return derive(program, adjoints, mode, checkpointed)
 
@@ -239,14 +241,20 @@ def tangent(expressions, tangents, subs=None, primal=True):
     """
     expressions, subs, _ = check_primal(expressions, subs)
     program, tangents = check_inputs(expressions, tangents, subs, what='tangents')
+    reads_between_writes_in_order(program, expressions, subs)
     program = with_compiled_numbers(program, expressions, subs)
     out = []
     for stmt in program:
-        if primal and not any(e is stmt.eq for e in out):  # once per multi-field inject
-            out.append(stmt.eq)
+        eqs = [stmt.eq] if primal and not any(e is stmt.eq for e in out) else []
         if stmt.write.field in tangents:
-            out += accesses_as_written(TANGENTS[stmt.kind](stmt, partials(stmt, tangents),
-                                                           tangents))
+            dot = accesses_as_written(TANGENTS[stmt.kind](stmt, partials(stmt, tangents),
+                                                          tangents))
+            # a statement reading the level it writes: its partials need the values
+            # from before it, so its tangent runs first
+            in_place = any((a.field, a.time) == (stmt.write.field, stmt.write.time)
+                           for a in stmt.reads)
+            eqs = dot + eqs if in_place else eqs + dot
+        out += eqs
     check_numbers(out, 'tangent')
     return out
 

@@ -26,7 +26,7 @@ from .checks import (
 )
 from .derive import derive
 from .devito_compat import build
-from .fields import is_saved
+from .fields import buffer_size, is_saved
 from .levels import written_levels
 
 __all__ = ['CheckpointedAdjoint']
@@ -163,7 +163,7 @@ class _Snapshots:
         counter = self.first + timestep
         slots = []
         for f, top in self.states.items():
-            nb = f.time_order + 1
+            nb = buffer_size(f)
             written = (counter + top) % nb
             slots += [f._data[k] for k in range(nb) if k != written]
         return slots

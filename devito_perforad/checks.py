@@ -48,8 +48,16 @@ from devito.types.tensor import TensorFunction
 from sympy import Basic
 
 from .devito_compat import operator_inputs
-from .errors import AdjointError, InternalError, check_field, describe, located, short
-from .fields import is_saved, several_ranks
+from .errors import (
+    AdjointError,
+    BufferSizeError,
+    InternalError,
+    check_field,
+    describe,
+    located,
+    short,
+)
+from .fields import buffer_size, is_saved, several_ranks
 from .ir.access import access_of, analyse, space_offsets
 from .ir.symbolic import unrepresentable
 from .levels import Levels, written_levels
@@ -543,9 +551,6 @@ def check_program(program, adjoints):
             raise located(s.eq, w.field, "a time-free field is written inside a time "
                                          "loop; make it a TimeFunction.")
         eqs = [j for j in writers[(w.field, w.time)] if not program[j].increment]
-        if len(eqs) > 1:
-            raise located(s.eq, w.field, f"level `{w.expr}` is assigned by more than one "
-                                         "Eq; use Inc for the later updates.")
         if (not eqs and w.time is not None and not is_saved(w.field)
                 and w.field in adjoints):
             raise located(s.eq, w.field,
@@ -556,13 +561,24 @@ def check_program(program, adjoints):
             raise located(s.eq, w.field,
                           f"`{w.expr}` is incremented before it is assigned.")
         for a in s.reads:
-            later = [j for j in writers.get((a.field, a.time), []) if j >= i]
-            if later:
+            written = writers.get((a.field, a.time), [])
+            if i in written and any(a.space):
                 raise located(s.eq, a.field,
-                              f"`{a.expr}` is read {'in place' if later[0] == i else ''}"
-                              f"{'' if later[0] == i else 'before it is written'} in the "
-                              "same step; the adjoint of in-place updates is not "
-                              "supported. Write to a separate field or time level.")
+                              f"`{a.expr}` is read at an offset by the equation that "
+                              "writes its level: an in-place update, whose result "
+                              "depends on the order Devito visits the points. Write "
+                              "to a separate field or time level.")
+            if i in written and not any(j < i for j in written):
+                raise located(s.eq, a.field,
+                              f"`{a.expr}` is read in place: the equation overwrites "
+                              "the value it reads. Write to a separate field or time "
+                              "level.")
+            if any(j > i for j in written) and not any(j < i for j in written):
+                raise located(s.eq, a.field,
+                              f"`{a.expr}` is read before the step writes its level, "
+                              "so it reads what the level held before the step (in a "
+                              "buffered field, an older level). Write the level "
+                              "first, or read another one.")
             if a.time is not None and a.time > top_level.get(a.field, a.time):
                 raise located(s.eq, a.field, f"`{a.expr}` reads a time level above the "
                                              "highest level the program writes.")
@@ -603,6 +619,22 @@ def check_time_free(program):
             raise AdjointError(f"`{describe(stmt.eq)}`: sparse operations are supported "
                                "inside "
                                "time loops only.")
+
+
+def check_versions(active, derivs, versions):
+    """Raise if a partial of the ``active`` statements (``derivs``) needs the value a
+    level holds between two writes (a field of ``versions``, see
+    :mod:`~devito_perforad.ir.versions`): the primal keeps only the last one."""
+    for stmt, ds in zip(active, derivs, strict=True):
+        for _, partial in ds:
+            for app in retrieve_functions(partial, mode='unique'):
+                if app.function in versions:
+                    f = versions[app.function]
+                    raise located(stmt.eq, f,
+                                  f"the adjoint needs the value `{f.name}` holds between "
+                                  "two writes of one level, which the program overwrites "
+                                  "within the step. Write that value to a field of its "
+                                  "own.")
 
 
 def check_primal_values(active, derivs, program):
@@ -675,17 +707,27 @@ def check_sparse_reads(active, derivs, levels):
 
 def check_buffers(updates, adjoints):
     """A buffered adjoint must fit all the levels one counter touches
-    (:meth:`~devito_perforad.levels.Levels.span`)."""
+    (:meth:`~devito_perforad.levels.Levels.span`).
+
+    Raises
+    ------
+    BufferSizeError
+        With the ``Buffer(n)`` each adjoint that does not fit needs.
+    """
+    sizes = {}
     for f, levels in Levels.span(updates).items():
         fb = adjoints[f]
         if isinstance(fb, TimeFunction) and not is_saved(fb):
             need = max(levels) - min(levels) + 1
-            if need > fb.time_order + 1:
-                raise AdjointError(
-                    f"The adjoint `{fb.name}` of `{f.name}` must hold {need} "
-                    f"time levels at once but a buffered TimeFunction with "
-                    f"time_order={fb.time_order} holds {fb.time_order + 1}; "
-                    "use save=nt for both fields.")
+            if need > buffer_size(fb):
+                sizes[f] = need
+    if sizes:
+        f, need = next(iter(sizes.items()))
+        fb = adjoints[f]
+        raise BufferSizeError(
+            f"The adjoint `{fb.name}` of `{f.name}` must hold {need} time levels at "
+            f"once, but it holds {buffer_size(fb)}; use save=nt for both fields.",
+            sizes)
 
 
 def check_injections(program):

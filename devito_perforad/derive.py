@@ -30,7 +30,7 @@ import logging
 from collections import defaultdict
 
 import sympy
-from devito import Eq, SparseFunction, TimeFunction
+from devito import Buffer, Eq, SparseFunction, TimeFunction
 from devito.symbolics import retrieve_functions
 
 from .checks import (
@@ -40,6 +40,7 @@ from .checks import (
     check_primal_values,
     check_sparse_reads,
     check_time_free,
+    check_versions,
     check_window,
 )
 from .devito_compat import accesses_as_written, halo_exchange_over_time
@@ -47,8 +48,11 @@ from .differentiate import partials
 from .emit.gather import Gather
 from .emit.scatter import Scatter
 from .emit.sparse import operation
+from .errors import BufferSizeError
+from .fields import adjoint_function
 from .ir.access import access_of, at_offsets
 from .ir.names import current, naming
+from .ir.versions import versioned
 from .levels import Levels, written_levels
 from .passes.cancellation import cancel_parameter_terms
 from .passes.factoring import factor
@@ -91,11 +95,17 @@ def derive(program, adjoints, mode='gather', checkpointed=False):
         If the program cannot be reversed (see ``docs/troubleshooting.md``).
     """
     form = FORMS[mode]
-    with naming():
-        if any(s.is_timed for s in program):
-            eqs = _time_loop(program, adjoints, form, checkpointed)
-        else:
-            eqs = _time_free(program, adjoints, form)
+    sizes = {}   # version name -> the Buffer(n) its adjoint needs
+    while True:
+        try:
+            with naming():
+                eqs = _derive(program, adjoints, form, checkpointed, sizes)
+            break
+        except BufferSizeError as e:
+            internal = {f.name: n for f, n in e.sizes.items() if f not in adjoints}
+            if not internal or all(sizes.get(k) == n for k, n in internal.items()):
+                raise
+            sizes.update(internal)
     for eq in eqs:  # for debugging; messages never show derived equations
         log.debug("derived adjoint equation: %s", eq)
     check_halos(eqs, adjoints)
@@ -103,12 +113,34 @@ def derive(program, adjoints, mode='gather', checkpointed=False):
     return accesses_as_written(eqs)
 
 
-def _time_free(program, adjoints, form):
+def _derive(program, adjoints, form, checkpointed, sizes):
+    """One derivation: each level's values between writes as versions
+    (:mod:`~devito_perforad.ir.versions`), their adjoints internal, buffered with
+    ``Buffer(sizes[name])`` where the adjoint needs more than the default slots."""
+    program, versions = versioned(program)
+    versions = {v: f for v, f in versions.items() if f in adjoints}
+    adjoints = {**adjoints, **{v: _version_adjoint(v, sizes) for v in versions}}
+    active = [s for s in program if s.write.field in adjoints]
+    check_versions(active, [partials(s, adjoints) for s in active], versions)
+    if any(s.is_timed for s in program):
+        return _time_loop(program, adjoints, form, checkpointed, versions)
+    return _time_free(program, adjoints, form, versions)
+
+
+def _version_adjoint(v, sizes):
+    if v.name not in sizes:
+        return adjoint_function(v)
+    return TimeFunction(name=f'{v.name}_b', grid=v.grid, space_order=v.space_order,
+                        time_order=v.time_order, staggered=v.staggered, dtype=v.dtype,
+                        save=Buffer(sizes[v.name]))
+
+
+def _time_free(program, adjoints, form, versions):
     """Reverse the statements one by one, from the last."""
     check_time_free(program)
-    levels = Levels.of(program)
+    levels = Levels.of(program, versions=versions)
     grid = program[0].write.field.grid
-    eqs = []
+    eqs = [Eq(adjoints[v], 0) for v in versions]   # no seed
     for stmt in reversed(program):
         if stmt.write.field not in adjoints:
             continue
@@ -118,7 +150,7 @@ def _time_free(program, adjoints, form):
     return eqs
 
 
-def _time_loop(program, adjoints, form, checkpointed):
+def _time_loop(program, adjoints, form, checkpointed, versions):
     """The backward time loop: contributions from every statement, rewritten by the
     passes, summed into one update per adjoint level and target, scheduled within the
     counter, with what runs once pinned at the edges of the run."""
@@ -127,7 +159,7 @@ def _time_loop(program, adjoints, form, checkpointed):
     derivs = [partials(s, adjoints) for s in active]
     if not checkpointed:
         check_primal_values(active, derivs, program)
-    levels = Levels.of(program, active, derivs)
+    levels = Levels.of(program, active, derivs, versions)
     check_sparse_reads(active, derivs, levels)
     time = levels.time
     scales = form.scales(levels, adjoints, grid)

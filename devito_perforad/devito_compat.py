@@ -30,6 +30,8 @@ rest rewrite the adjoint's own equations or Operator arguments.
 
 * :func:`no_shrunk_loops`: Devito's hoisting of subexpressions can shrink a loop's
   bounds, leaving points uncomputed.
+* :func:`reads_between_writes_in_order`: Devito runs a read of a level in one loop
+  with a later write of that level, which it then sees at some points;
 * :func:`with_compiled_numbers`: Devito's finite-difference weights are 9-digit
   floats, which its C code reads as decimal text where they stand alone but folds in
   binary where its passes collect terms.
@@ -52,7 +54,7 @@ from devito.passes.iet.languages.openmp import OmpIteration
 from devito.symbolics import retrieve_function_carriers, retrieve_functions
 from devito.types import SparseFunction, Symbol
 
-from .errors import AdjointError
+from .errors import AdjointError, located
 from .fields import several_ranks
 from .ir.access import access_of, at_offsets
 from .ir.names import current
@@ -62,7 +64,8 @@ __all__ = ['build', 'no_shrunk_loops', 'one_time_loop', 'openmp_chunks_of_one',
            'dynamic_schedule_above_work', 'hoisted_halo_exchanges',
            'halo_exchange_over_time', 'accesses_as_written', 'record_operator_inputs',
            'operator_inputs', 'staggering_shifts', 'interpolation_positioned',
-           'injection_positioned', 'arguments_of_apply', 'with_compiled_numbers']
+           'injection_positioned', 'arguments_of_apply', 'with_compiled_numbers',
+           'reads_between_writes_in_order']
 
 
 def build(eqs, **kwargs):
@@ -554,6 +557,71 @@ def arguments_of_apply(op):
         yield arguments
     finally:
         del op.apply
+
+
+def reads_between_writes_in_order(program, expressions, subs=None):
+    """Raise where Devito gives a read of a level between two writes of it the value
+    of the later write.
+
+    A step that reads a level at an offset between two writes of it (``Eq(f.forward,
+    ...)``, ``Eq(g.forward, f.forward.dxr)``, ``Inc(f.forward, ...)``) means, in
+    program order, the value between the writes, and its adjoint holds that value's
+    seed apart (:mod:`~devito_perforad.ir.versions`). Devito 4.8.23 puts such a read
+    in one loop with the later write where it can, and runs that loop in the
+    direction in which the neighbours read were already visited: at those points the
+    read sees the later write's value, at the point itself the earlier one; an
+    in-place update. Where the primal's lowered code (the user's Operator, else one
+    built here) reads the level in the loop nest of a later write of it, the program
+    is refused, naming the read.
+
+    Raises
+    ------
+    AdjointError
+        Naming the first statement whose read Devito runs in place.
+    """
+    from devito.ir.iet import Expression, FindSections
+    from devito.types import Indexed
+
+    suspects = _reads_between_writes(program)
+    if not suspects:
+        return
+    op = _built_from(expressions, subs) or Operator(
+        expressions, **({'subs': subs} if subs else {}))
+    nests = {}
+    for iterations, nodes in FindSections().visit(op).items():
+        nests.update({id(n): iterations for n in nodes if isinstance(n, Expression)})
+    lowered = [(nests.get(id(n)), n.expr) for n in FindNodes(Expression).visit(op)]
+    for stmt, a in suspects:
+        key = (a.field, a.time)
+        for i, (nest, expr) in enumerate(lowered):
+            reads = [_indexed_offsets(r) for r in expr.rhs.atoms(Indexed)]
+            if not any(r is not None and r[:2] == key and any(r[2]) for r in reads):
+                continue
+            if any(n == nest and isinstance(e.lhs, Indexed)
+                   and (_indexed_offsets(e.lhs) or ())[:2] == key
+                   for n, e in lowered[i + 1:]):
+                raise located(stmt.eq, a.field,
+                              f"`{a.expr}` is read between two writes of its level, "
+                              "and Devito runs the read in one loop with the later "
+                              "write, so it reads that write's value at some points "
+                              "(an in-place update). Write the value between the "
+                              "writes to a field of its own.")
+
+
+def _reads_between_writes(program):
+    """The reads, at an offset, of a level written before and after them in the step,
+    as ``(statement, access)``."""
+    out = []
+    for i, stmt in enumerate(program):
+        for a in stmt.reads:
+            if a.time is None and stmt.is_timed or not any(a.space):
+                continue
+            key = (a.field, a.time)
+            writes = [j for j, s in enumerate(program)
+                      if (s.write.field, s.write.time) == key]
+            if any(j < i for j in writes) and any(j > i for j in writes):
+                out.append((stmt, a))
+    return out
 
 
 def with_compiled_numbers(program, expressions, subs=None):

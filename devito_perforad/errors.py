@@ -5,7 +5,7 @@ from devito.operations.interpolators import Injection, Interpolation
 from devito.symbolics import retrieve_functions
 from devito.types.basic import AbstractFunction
 
-__all__ = ['AdjointError', 'InternalError']
+__all__ = ['AdjointError', 'BufferSizeError', 'InternalError']
 
 WIDTH = 100  # an equation longer than this is named by what it writes
 
@@ -37,6 +37,16 @@ class AdjointError(ValueError):
     In `Eq(w(x), u[x + 1])`: indexed notation `u[...]` is not supported; write
     accesses as function applications (`u.forward`, `u.shift(...)`).
     """
+
+
+class BufferSizeError(AdjointError):
+    """A buffered adjoint TimeFunction with fewer slots than the adjoint touches in one
+    step. ``sizes`` maps each such adjoint's primal field to the ``n`` of the
+    ``Buffer(n)`` it needs."""
+
+    def __init__(self, message, sizes):
+        super().__init__(message)
+        self.sizes = sizes
 
 
 class InternalError(RuntimeError):

@@ -1,17 +1,26 @@
 """Adjoint fields: create them, and check the map from primal to adjoint fields."""
 
 import numpy as np
-from devito import Function, SparseFunction, SparseTimeFunction, TimeFunction
+from devito import Buffer, Function, SparseFunction, SparseTimeFunction, TimeFunction
 from devito.types.tensor import TensorFunction, TensorTimeFunction, VectorFunction
 
 from .errors import check_field, short
 
-__all__ = ['adjoint_function', 'adjoint_functions', 'is_saved', 'several_ranks']
+__all__ = ['adjoint_function', 'adjoint_functions', 'is_saved', 'buffer_size',
+           'several_ranks']
 
 
 def is_saved(f):
-    """Whether the TimeFunction ``f`` stores every time level (``save=nt``)."""
-    return getattr(f, 'save', None) is not None
+    """Whether the TimeFunction ``f`` stores every time level (``save=nt``, not a
+    ``Buffer``)."""
+    save = getattr(f, 'save', None)
+    return save is not None and not isinstance(save, Buffer)
+
+
+def buffer_size(f):
+    """The time slots of the buffered TimeFunction ``f``: ``time_order + 1``, or
+    ``n`` for ``save=Buffer(n)``."""
+    return f._time_size
 
 
 def adjoint_function(f, name=None):

@@ -28,7 +28,7 @@ import sympy
 from devito import TimeFunction
 
 from .errors import AdjointError, located
-from .fields import is_saved
+from .fields import buffer_size, is_saved
 from .ir.access import at_offsets
 from .ir.symbolic import Select
 from .region import run_range, space_conditions
@@ -62,6 +62,9 @@ class Levels:
         Active TimeFunction -> the lowest and highest level it is read at.
     w : dict
         Active TimeFunction -> the adjoint level each counter completes.
+    versions : frozenset
+        The internal fields holding a level's value between two writes of one step
+        (:mod:`~devito_perforad.ir.versions`): their adjoints hold no seed.
     """
 
     time: object = None
@@ -70,11 +73,12 @@ class Levels:
     low: dict = field(default_factory=dict)
     high: dict = field(default_factory=dict)
     w: dict = field(default_factory=dict)
+    versions: frozenset = frozenset()
 
     @classmethod
-    def of(cls, program, active=(), partials=()):
+    def of(cls, program, active=(), partials=(), versions=()):
         """The levels of ``program``; with its ``active`` statements and their
-        ``partials``, also those of the adjoint loop.
+        ``partials``, also those of the adjoint loop; ``versions`` as the attribute.
 
         Raises
         ------
@@ -96,8 +100,11 @@ class Levels:
                 if isinstance(a.field, TimeFunction):
                     low[a.field] = min(low.get(a.field, a.time), a.time)
                     high[a.field] = max(high.get(a.field, a.time), a.time)
+        # a version is read at the level it is written only; its adjoint may be
+        # completed a counter earlier, so that no field's adjoint is raised for it
+        low.update({v: low[v] - 1 for v in versions if v in low})
         w = _solve(active, partials, low, high)
-        return cls(time, dict(writers), assigned, low, high, w)
+        return cls(time, dict(writers), assigned, low, high, w, frozenset(versions))
 
     def slots(self, f):
         """The adjoint updates of ``f`` one counter makes, as ``(level, edge)``: the
@@ -137,11 +144,13 @@ class Levels:
         overwritten: every level aliasing it is the same value, so the seed is always
         kept there.
         """
+        if f in self.versions:   # an intermediate value: no seed, ever
+            return sympy.false
         if level is None or is_saved(fb) or f not in self.assigned:
             return sympy.true
         time = self.time
         top, subdomain = self.assigned[f]
-        nb = fb.time_order + 1
+        nb = buffer_size(fb)
         # seed valid iff  time + level + nb > time_M + top
         first = top - nb - level + 1      # valid iff time >= time_M + first
         if edge == 'top':

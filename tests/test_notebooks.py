@@ -109,7 +109,7 @@ def adjoint_error_messages():
                 continue
             func, args = node.exc.func, node.exc.args
             name = getattr(func, 'id', getattr(func, 'attr', None))
-            if name == 'AdjointError' and args:
+            if name in ('AdjointError', 'BufferSizeError') and args:
                 out[f'{path.name}:{node.lineno}'] = _template(args[0])
             elif name == 'located' and len(args) >= 3:
                 out[f'{path.name}:{node.lineno}'] = _template(args[2])

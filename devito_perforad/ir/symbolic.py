@@ -21,6 +21,7 @@ from devito.finite_differences.differentiable import SafeInv
 from devito.symbolics import InlineIf, retrieve_functions
 from devito.types.basic import AbstractFunction
 
+from ..fields import buffer_size, is_saved
 from .access import access_of
 from .names import current
 
@@ -132,8 +133,8 @@ def pin(expr, time, value):
             continue
         a = access_of(app)
         index = value + a.time
-        if isinstance(f, TimeFunction) and f.save is None:
-            index = sympy.Mod(index, f.time_order + 1)
+        if isinstance(f, TimeFunction) and not is_saved(f):
+            index = sympy.Mod(index, buffer_size(f))
         new = f.subs(steps[0], index)
         for d, k in zip([d for d in f.dimensions if not d.is_Time], a.space, strict=True):
             if k:

@@ -16,7 +16,7 @@ import sympy
 from devito import Eq, TimeFunction
 
 from ..differentiate import pointwise_factor
-from ..fields import is_saved
+from ..fields import buffer_size, is_saved
 from ..ir.access import at_offsets
 from ..region import covers_domain
 from ..schedule import once
@@ -60,7 +60,8 @@ def rescale(scales, adjoints, time, edge, power):
     eqs = []
     for y, factor in scales.items():
         yb = adjoints[y]
-        for level in range(yb.time_order + 1):
+        slots = yb.time_order + 1 if is_saved(yb) else buffer_size(yb)
+        for level in range(slots):
             own = at_offsets(yb, time=level)
             eqs.append(once(Eq(own, own * factor ** power), time, edge))
     return eqs

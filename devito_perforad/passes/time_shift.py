@@ -13,7 +13,7 @@ import sympy
 from devito import Eq, SparseFunction, TimeFunction
 from devito.symbolics import retrieve_functions
 
-from ..fields import is_saved
+from ..fields import buffer_size, is_saved
 from ..ir.access import access_of, at_offsets
 from ..ir.symbolic import Select
 from ..region import run_range
@@ -86,7 +86,7 @@ def time_reversed(expr, gb, w, below, time):
     """
     if is_saved(gb):
         return None  # a saved adjoint has no level above the top one to read
-    nb = gb.time_order + 1
+    nb = buffer_size(gb)
     first, last = run_range(time)
     loop, top, bottom = [], [], []
     for part in sympy.Add.make_args(sympy.expand(expr)):

@@ -1,0 +1,156 @@
+"""ir/versions.py: several writes to one level in a step, with reads in between, in
+program order; and the programs whose order Devito itself does not keep, refused."""
+
+import numpy as np
+import pytest
+from conftest import dot_test, make_grid
+from devito import Eq, Inc, Operator, SparseTimeFunction, TimeFunction
+
+from devito_perforad import (
+    AdjointError,
+    AdjointOperator,
+    TangentOperator,
+    adjoint,
+    adjoint_function,
+)
+
+
+def _fields(save, so=4):
+    grid = make_grid(1, so=so, n=13)
+    return grid, [TimeFunction(name=n, grid=grid, space_order=so, save=save)
+                  for n in 'fh']
+
+
+def _programs(grid, f, h):
+    src = SparseTimeFunction(name='src', grid=grid, npoint=1, nt=9)
+    src.coordinates.data[:] = 5.3
+    first = [Eq(f.forward, f + 0.1 * f.dx)]
+    return {
+        # the Inc sees the value the read saw; the later steps see the sum
+        'Inc after a read': first + [Eq(h.forward, h + 0.1 * f.forward.dx),
+                                     Inc(f.forward, 0.2 * h)],
+        # a second Eq reading the level it overwrites, at its own point
+        'Eq after a read': first + [Eq(h.forward, h + 0.1 * f.forward.dx),
+                                    Eq(f.forward, f.forward + 0.2 * h)],
+        # the first Eq's value is never read: it drops out
+        'Eq over an Eq': first + [Eq(h.forward, h + 0.1 * f.dx),
+                                  Eq(f.forward, 0.5 * f + 0.2 * h)],
+        # a correction on a SubDomain
+        'Eq on a SubDomain after a read': first + [
+            Eq(h.forward, h + 0.1 * f.forward.dx),
+            Eq(f.forward, 0.3 * h, subdomain=grid.interior)],
+        'injection after a read': (first + [Eq(h.forward, h + 0.1 * f.forward.dxl)]
+                                   + src.inject(field=f.forward, expr=src)),
+    }, src
+
+
+CASES = ['Inc after a read', 'Eq after a read', 'Eq over an Eq',
+         'Eq on a SubDomain after a read', 'injection after a read']
+DEFAULT = {'Inc after a read', 'Eq on a SubDomain after a read'}
+
+
+@pytest.mark.parametrize('case, save', [
+    pytest.param(c, s, id=f'{c}-{"saved" if s else "buffered"}',
+                 marks=[] if c in DEFAULT and not s else [pytest.mark.slow])
+    for c in CASES for s in (None, 9)])
+def test_several_writes_to_one_level_are_exact(case, save):
+    grid, (f, h) = _fields(save)
+    programs, src = _programs(grid, f, h)
+    primal = programs[case]
+    adjoints = {f: adjoint_function(f), h: adjoint_function(h)}
+    inputs = np.ones(f.data.shape[0], dtype=bool)
+    if save:
+        inputs[2:7] = False
+    else:
+        inputs[0] = False
+    inputs = {f: inputs, h: inputs}
+    if src in {getattr(e, 'interpolator', None) and e.interpolator.sfunction
+               for e in primal}:
+        adjoints[src], inputs[src] = adjoint_function(src), slice(None)
+    assert dot_test(primal, adjoints, inputs, apply=dict(time_m=1, time_M=5)) < 1e-13
+
+
+def test_the_value_between_the_writes_has_no_seed(rng):
+    """The adjoint of ``f``'s value between its writes is an internal field that
+    holds no seed: a second run of the adjoint Operator, with the same seeds, gives
+    the same result, whatever the first one left in it."""
+    grid, (f, h) = _fields(None)
+    primal = _programs(grid, f, h)[0]['Inc after a read']
+    adjoints = {f: adjoint_function(f), h: adjoint_function(h)}
+    op = AdjointOperator(primal, adjoints)
+    seeds = {g: rng.standard_normal(g.data.shape) for g in adjoints.values()}
+    results = []
+    for _ in range(2):
+        for g in adjoints.values():
+            g.data[:] = seeds[g]
+        op.apply(time_m=1, time_M=5)
+        results.append([g.data.copy() for g in adjoints.values()])
+    assert any('f_v0_b' in str(e.lhs) for e in adjoint(primal, adjoints))
+    for first, second in zip(*results, strict=True):
+        assert np.array_equal(first, second)
+
+
+def test_a_read_devito_runs_in_place_is_refused():
+    """A one-sided read of ``f.forward`` between two writes of it: Devito runs it in
+    one loop with the ``Inc`` and reads the incremented value at the neighbour, the
+    written one at the point. Refused, naming the read."""
+    grid, (f, h) = _fields(None, so=2)
+    primal = [Eq(f.forward, f + 0.1 * f.dx), Eq(h.forward, h + 0.1 * f.forward.dx),
+              Inc(f.forward, 0.2 * h)]
+    op = Operator(primal)
+    assert str(op).count('for (int x') == 2     # the read and the Inc share a loop
+    with pytest.raises(AdjointError, match=r"`f\(t \+ dt, x \+ h_x\)` is read between "
+                                           r"two writes.*in-place"):
+        adjoint(op, {f: adjoint_function(f), h: adjoint_function(h)})
+
+
+@pytest.mark.parametrize('primal, match', [
+    # a genuine in-place update: the writer reads its own level at an offset
+    (lambda f, h: [Eq(h.forward, h), Eq(f.forward, f + h), Eq(f.forward, f.forward.dx)],
+     r"`f\(t \+ dt, x [+-] \d?\*?h_x\)` is read at an offset by the equation that "
+     r"writes"),
+    # a read of a level before the step writes it: an older level of the buffer
+    (lambda f, h: [Eq(h.forward, f.forward), Eq(f.forward, f)],
+     r"read before the step writes its level"),
+    # a nonlinear read of the value between the writes: the primal does not keep it
+    (lambda f, h: [Eq(f.forward, f), Eq(h.forward, f.forward**2), Inc(f.forward, h)],
+     r"needs the value `f` holds between two writes"),
+    # the level read between the writes was first assigned on a SubDomain only
+    (lambda f, h: [Eq(f.forward, f, subdomain=f.grid.interior), Eq(h.forward, f.forward),
+                   Inc(f.forward, h)],
+     r"assigned on a SubDomain only"),
+], ids=['in place', 'before the first write', 'nonlinear', 'SubDomain first'])
+def test_refusals(primal, match):
+    _, (f, h) = _fields(None)
+    with pytest.raises(AdjointError, match=match) as e:
+        adjoint(primal(f, h), {f: adjoint_function(f), h: adjoint_function(h)})
+    assert len(str(e.value)) < 400
+
+
+def test_tangent_of_a_statement_reading_its_own_level(rng):
+    """``Eq(f.forward, f.forward**2 + ...)`` after a first write: its tangent needs
+    ``f.forward`` from before it, so it runs before the primal statement. Checked
+    against central differences."""
+    _, (f, h) = _fields(9)
+    primal = [Eq(f.forward, f + 0.1 * f.dx), Eq(f.forward, f.forward**2 + 0.2 * f),
+              Eq(h.forward, h + f.forward.dx)]
+    tangents = {f: adjoint_function(f, 'fd'), h: adjoint_function(h, 'hd')}
+    op, top = Operator(primal), TangentOperator(primal, tangents)
+    x0 = {g: 0.3 * rng.standard_normal(g.data.shape) for g in (f, h)}
+    dx = {g: rng.standard_normal(g.data.shape) for g in (f, h)}
+
+    def run(eps):
+        for g in (f, h):
+            g.data[:] = x0[g] + eps * dx[g]
+        op.apply(time_m=1, time_M=4)
+        return {g: g.data.copy() for g in (f, h)}
+
+    eps = 1e-6
+    plus, minus = run(eps), run(-eps)
+    for g in (f, h):
+        g.data[:] = x0[g]
+        tangents[g].data[:] = dx[g]
+    top.apply(time_m=1, time_M=4)
+    for g in (f, h):
+        fd = (plus[g] - minus[g]) / (2 * eps)
+        assert np.abs(tangents[g].data - fd).max() < 1e-7 * np.abs(fd).max()
