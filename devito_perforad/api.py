@@ -31,6 +31,7 @@ from .devito_compat import (
     hoisted_halo_exchanges,
     no_shrunk_loops,
     reads_between_writes_in_order,
+    temporaries_in_the_time_loop,
     with_compiled_numbers,
 )
 from .differentiate import partials
@@ -114,6 +115,7 @@ def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False)
     expressions, subs, _ = check_primal(expressions, subs)
     program, adjoints = check_inputs(expressions, adjoints, subs)
     reads_between_writes_in_order(program, expressions, subs)
+    temporaries_in_the_time_loop(program, expressions, subs)
     program = with_compiled_numbers(program, expressions, subs)
     return derive(program, adjoints, mode, checkpointed)
 
@@ -242,6 +244,7 @@ def tangent(expressions, tangents, subs=None, primal=True):
     expressions, subs, _ = check_primal(expressions, subs)
     program, tangents = check_inputs(expressions, tangents, subs, what='tangents')
     reads_between_writes_in_order(program, expressions, subs)
+    temporaries_in_the_time_loop(program, expressions, subs)
     program = with_compiled_numbers(program, expressions, subs)
     out = []
     for stmt in program:

@@ -60,7 +60,7 @@ from .errors import (
 from .fields import buffer_size, is_saved, several_ranks
 from .ir.access import access_of, analyse, space_offsets
 from .ir.symbolic import unrepresentable
-from .levels import Levels, written_levels
+from .levels import Levels, prologue, written_levels
 
 __all__ = ['check_inputs', 'check_primal', 'check_options', 'check_operator_kwargs',
            'check_halos', 'check_time_free', 'check_primal_values', 'check_window',
@@ -325,12 +325,14 @@ def _check_key(f, what):
     check_field(f, f"The key `{short(f)}` of the {what} map")
 
 
-def _check_pair(f, fb):
+def _check_pair(f, fb, wider=False):
     """Check that ``fb`` can be the adjoint (or tangent) of the primal field ``f``.
 
     A saved primal TimeFunction (``save=nt``) may have a buffered adjoint: the usual
     set-up for gradients, where the forward wavefield is stored and the adjoint
-    wavefield is not.
+    wavefield is not. Where ``wider``, a buffered adjoint may have more time slots
+    than the primal's buffer (``save=Buffer(n)``): its first slots hold the seeds and
+    the results, laid out as the primal's buffer.
 
     Raises
     ------
@@ -369,6 +371,9 @@ def _check_pair(f, fb):
             raise AdjointError(f"{where} is saved (save=nt) but `{f.name}` is buffered; "
                                "a buffered primal needs a buffered adjoint.")
     same_storage = not timed or is_saved(fb) == is_saved(f)
+    if timed and not is_saved(fb) and not is_saved(f) and (
+            buffer_size(fb) > buffer_size(f) and wider):
+        same_storage = False
     shape, primal_shape = ((fb.shape, f.shape) if same_storage
                            else (fb.shape[1:], f.shape[1:]))
     if shape != primal_shape:
@@ -409,7 +414,7 @@ def _check_against_program(program, pairs, what):
     owners = defaultdict(list)
     for f, fb in pairs.items():
         if fb is not None:
-            _check_pair(f, fb)
+            _check_pair(f, fb, wider=what == 'adjoints')
             owners[fb].append(f.name)
     for fb, names in owners.items():
         if len(names) > 1:
@@ -528,6 +533,7 @@ def check_program(program, adjoints):
     marked inactive (mapped to None).
     """
     timed = any(s.is_timed for s in program)
+    before = prologue(program)
     writers = _writers(program)
     top_level = written_levels(program)
     for i, s in enumerate(program):
@@ -547,9 +553,6 @@ def check_program(program, adjoints):
         if any(w.space):
             raise located(s.eq, w.field, f"the left-hand side `{w.expr}` is shifted in "
                                          "space; write at the iteration point.")
-        if timed and w.time is None:
-            raise located(s.eq, w.field, "a time-free field is written inside a time "
-                                         "loop; make it a TimeFunction.")
         eqs = [j for j in writers[(w.field, w.time)] if not program[j].increment]
         if (not eqs and w.time is not None and not is_saved(w.field)
                 and w.field in adjoints):
@@ -562,6 +565,10 @@ def check_program(program, adjoints):
                           f"`{w.expr}` is incremented before it is assigned.")
         for a in s.reads:
             written = writers.get((a.field, a.time), [])
+            if timed and a.time is None and i >= before:
+                # a Function the loop writes: read before this step's write, it
+                # holds the previous step's value
+                written = [j for j in written if j <= i] if any(a.space) else []
             if i in written and any(a.space):
                 raise located(s.eq, a.field,
                               f"`{a.expr}` is read at an offset by the equation that "
@@ -621,20 +628,29 @@ def check_time_free(program):
                                "time loops only.")
 
 
-def check_versions(active, derivs, versions):
-    """Raise if a partial of the ``active`` statements (``derivs``) needs the value a
-    level holds between two writes (a field of ``versions``, see
-    :mod:`~devito_perforad.ir.versions`): the primal keeps only the last one."""
+def check_overwritten(active, derivs, versions, temporaries):
+    """Raise if a partial of the ``active`` statements (``derivs``) needs values the
+    primal overwrites: a level's value between two writes of it (a field of
+    ``versions``, see :mod:`~devito_perforad.ir.versions`), or a ``Function``'s value
+    at each step of the loop (``temporaries``, see
+    :mod:`~devito_perforad.ir.temporaries`)."""
     for stmt, ds in zip(active, derivs, strict=True):
         for _, partial in ds:
             for app in retrieve_functions(partial, mode='unique'):
-                if app.function in versions:
-                    f = versions[app.function]
+                f = app.function
+                if f in versions:
+                    f = temporaries.get(versions[f], versions[f])
                     raise located(stmt.eq, f,
                                   f"the adjoint needs the value `{f.name}` holds between "
                                   "two writes of one level, which the program overwrites "
                                   "within the step. Write that value to a field of its "
                                   "own.")
+                if f in temporaries:
+                    f = temporaries[f]
+                    raise located(stmt.eq, f,
+                                  f"the adjoint needs the value `{f.name}` takes at "
+                                  "every step, but the loop overwrites it. Make it a "
+                                  "TimeFunction with save=nt.")
 
 
 def check_primal_values(active, derivs, program):
@@ -726,8 +742,9 @@ def check_buffers(updates, adjoints):
         fb = adjoints[f]
         raise BufferSizeError(
             f"The adjoint `{fb.name}` of `{f.name}` must hold {need} time levels at "
-            f"once, but it holds {buffer_size(fb)}; use save=nt for both fields.",
-            sizes)
+            f"once, but it holds {buffer_size(fb)}: create it with "
+            f"save=Buffer({need}) (devito.Buffer), or make the map with "
+            "adjoint_functions(expressions), which sizes every adjoint.", sizes)
 
 
 def check_injections(program):

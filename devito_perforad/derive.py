@@ -37,23 +37,25 @@ from .checks import (
     check_buffers,
     check_halos,
     check_numbers,
+    check_overwritten,
     check_primal_values,
     check_sparse_reads,
     check_time_free,
-    check_versions,
     check_window,
 )
 from .devito_compat import accesses_as_written, halo_exchange_over_time
 from .differentiate import partials
 from .emit.gather import Gather
+from .emit.layout import primal_slots, temporary_slots
 from .emit.scatter import Scatter
 from .emit.sparse import operation
 from .errors import BufferSizeError
 from .fields import adjoint_function
 from .ir.access import access_of, at_offsets
 from .ir.names import current, naming
+from .ir.temporaries import timed
 from .ir.versions import versioned
-from .levels import Levels, written_levels
+from .levels import Levels, prologue, written_levels
 from .passes.cancellation import cancel_parameter_terms
 from .passes.factoring import factor
 from .passes.scaling import rescale, scale_injections, scaled_seed
@@ -117,17 +119,30 @@ def _derive(program, adjoints, form, checkpointed, sizes):
     """One derivation: each level's values between writes as versions
     (:mod:`~devito_perforad.ir.versions`), their adjoints internal, buffered with
     ``Buffer(sizes[name])`` where the adjoint needs more than the default slots."""
+    n = prologue(program)
+    program, temporaries = timed(program, n)
+    temporaries = {t: r for t, r in temporaries.items() if r in adjoints}
     program, versions = versioned(program)
-    versions = {v: f for v, f in versions.items() if f in adjoints}
-    adjoints = {**adjoints, **{v: _version_adjoint(v, sizes) for v in versions}}
+    versions = {v: f for v, f in versions.items()
+                if f in adjoints or f in temporaries}
+    internal = {**versions, **temporaries}
+    adjoints = {**adjoints, **{v: _internal_adjoint(v, sizes) for v in internal}}
     active = [s for s in program if s.write.field in adjoints]
-    check_versions(active, [partials(s, adjoints) for s in active], versions)
-    if any(s.is_timed for s in program):
-        return _time_loop(program, adjoints, form, checkpointed, versions)
-    return _time_free(program, adjoints, form, versions)
+    check_overwritten(active, [partials(s, adjoints) for s in active], versions,
+                      temporaries)
+    if n == len(program):
+        return _time_free(program, adjoints, form, versions)
+    eqs = _time_loop(program[n:], adjoints, form, checkpointed, versions, temporaries)
+    if n:   # reversed after the loop, from the seeds the loop gathered
+        written = {s.write.field for s in program[:n]}
+        eqs += _time_free(program[:n], adjoints, form,
+                          {v: f for v, f in versions.items() if v in written})
+    return eqs
 
 
-def _version_adjoint(v, sizes):
+def _internal_adjoint(v, sizes):
+    """The adjoint of an internal field, a ``Buffer(n)`` where the derivation needs
+    ``n`` slots."""
     if v.name not in sizes:
         return adjoint_function(v)
     return TimeFunction(name=f'{v.name}_b', grid=v.grid, space_order=v.space_order,
@@ -150,7 +165,7 @@ def _time_free(program, adjoints, form, versions):
     return eqs
 
 
-def _time_loop(program, adjoints, form, checkpointed, versions):
+def _time_loop(program, adjoints, form, checkpointed, versions, temporaries):
     """The backward time loop: contributions from every statement, rewritten by the
     passes, summed into one update per adjoint level and target, scheduled within the
     counter, with what runs once pinned at the edges of the run."""
@@ -159,7 +174,7 @@ def _time_loop(program, adjoints, form, checkpointed, versions):
     derivs = [partials(s, adjoints) for s in active]
     if not checkpointed:
         check_primal_values(active, derivs, program)
-    levels = Levels.of(program, active, derivs, versions)
+    levels = Levels.of(program, active, derivs, versions, temporaries)
     check_sparse_reads(active, derivs, levels)
     time = levels.time
     scales = form.scales(levels, adjoints, grid)
@@ -207,7 +222,11 @@ def _time_loop(program, adjoints, form, checkpointed, versions):
 
     step = Step(grid, levels)
     # time-invariant coefficient fields (passes.factoring), computed once
-    eqs = list(current().get(('invariants',), {}).values())
+    users = {f: fb for f, fb in adjoints.items()
+             if f not in versions and f not in temporaries}
+    eqs = primal_slots(users, written_levels(program), time, 'top')
+    eqs += temporary_slots(temporaries, adjoints, program, time, 'top')
+    eqs += list(current().get(('invariants',), {}).values())
     eqs += rescale(scales, adjoints, time, 'top', 1)
     eqs += form.begin(step, updates, adjoints)
     for u in order(updates):
@@ -218,7 +237,9 @@ def _time_loop(program, adjoints, form, checkpointed, versions):
     eqs += step.flush()
     check_buffers(updates, adjoints)
     eqs += edge_updates(bottom, time, 'bottom')
-    return eqs + rescale(scales, adjoints, time, 'bottom', -1)
+    return (eqs + rescale(scales, adjoints, time, 'bottom', -1)
+            + primal_slots(users, written_levels(program), time, 'bottom')
+            + temporary_slots(temporaries, adjoints, program, time, 'bottom'))
 
 
 def _update_keys(levels, derivs):

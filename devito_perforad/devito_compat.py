@@ -32,6 +32,8 @@ rest rewrite the adjoint's own equations or Operator arguments.
   bounds, leaving points uncomputed.
 * :func:`reads_between_writes_in_order`: Devito runs a read of a level in one loop
   with a later write of that level, which it then sees at some points;
+* :func:`temporaries_in_the_time_loop`: Devito hoists an equation on ``Function``s
+  out of the time loop that writes them;
 * :func:`with_compiled_numbers`: Devito's finite-difference weights are 9-digit
   floats, which its C code reads as decimal text where they stand alone but folds in
   binary where its passes collect terms.
@@ -65,7 +67,7 @@ __all__ = ['build', 'no_shrunk_loops', 'one_time_loop', 'openmp_chunks_of_one',
            'halo_exchange_over_time', 'accesses_as_written', 'record_operator_inputs',
            'operator_inputs', 'staggering_shifts', 'interpolation_positioned',
            'injection_positioned', 'arguments_of_apply', 'with_compiled_numbers',
-           'reads_between_writes_in_order']
+           'reads_between_writes_in_order', 'temporaries_in_the_time_loop']
 
 
 def build(eqs, **kwargs):
@@ -601,25 +603,76 @@ def reads_between_writes_in_order(program, expressions, subs=None):
                    and (_indexed_offsets(e.lhs) or ())[:2] == key
                    for n, e in lowered[i + 1:]):
                 raise located(stmt.eq, a.field,
-                              f"`{a.expr}` is read between two writes of its level, "
-                              "and Devito runs the read in one loop with the later "
+                              f"`{a.expr}` is read before a later write of its level "
+                              "in the step, and Devito runs the read in one loop with "
+                              "the later "
                               "write, so it reads that write's value at some points "
                               "(an in-place update). Write the value between the "
                               "writes to a field of its own.")
 
 
+def temporaries_in_the_time_loop(program, expressions, subs=None):
+    """Raise where Devito does not run a ``Function`` the time loop writes inside that
+    loop.
+
+    Program order gives a ``Function`` written in the loop (``Eq(r, u.dx)`` before
+    ``Eq(u.forward, ... r ...)``) a value per step (:mod:`~devito_perforad.ir.
+    temporaries`). Devito 4.8.23 treats a ``Function`` as time-invariant where it can:
+    an equation reading only such ``Function``s (``Eq(q, r.dy)``) is hoisted out of
+    the time loop, and the loop writing ``r`` is then split from the loop writing
+    ``u``, so the primal computes something else than the program says. Where the
+    primal's lowered code (the user's Operator, else one built here) writes a
+    temporary outside the time loop that writes the program's TimeFunctions, the
+    program is refused, naming the equation.
+
+    Raises
+    ------
+    AdjointError
+        Naming the first equation whose ``Function`` Devito moves out of the loop.
+    """
+    from devito.ir.iet import Expression, FindSections
+    from devito.types import Indexed
+
+    from .levels import prologue
+
+    loop = program[prologue(program):]
+    temps = [s for s in loop if s.write.time is None
+             and not isinstance(s.write.field, TimeFunction)]
+    if not temps:
+        return
+    op = _built_from(expressions, subs) or Operator(
+        expressions, **({'subs': subs} if subs else {}))
+    where = {}   # written field -> the time loops of its lowered writes
+    for iterations, nodes in FindSections().visit(op).items():
+        times = tuple(it for it in iterations if it.dim.root.is_Time)
+        for n in nodes:
+            if isinstance(n, Expression) and isinstance(n.expr.lhs, Indexed):
+                where.setdefault(n.expr.lhs.function, set()).add(times[:1])
+    main = set().union(*[where.get(s.write.field, set()) for s in loop
+                         if isinstance(s.write.field, TimeFunction)])
+    for stmt in temps:
+        if not where.get(stmt.write.field, set()) <= main or () in main:
+            raise located(stmt.eq, stmt.write.field,
+                          "Devito does not run this equation inside the time loop with "
+                          "the others (it treats a Function as time-invariant where it "
+                          "can), so its values are not those of program order. Make "
+                          f"`{stmt.write.field.name}` a TimeFunction.")
+
+
 def _reads_between_writes(program):
     """The reads, at an offset, of a level written before and after them in the step,
-    as ``(statement, access)``."""
+    or of a ``Function`` the time loop writes after them, as ``(statement,
+    access)``."""
     out = []
     for i, stmt in enumerate(program):
         for a in stmt.reads:
-            if a.time is None and stmt.is_timed or not any(a.space):
+            if not any(a.space):
                 continue
             key = (a.field, a.time)
             writes = [j for j, s in enumerate(program)
                       if (s.write.field, s.write.time) == key]
-            if any(j < i for j in writes) and any(j > i for j in writes):
+            temporary = a.time is None and stmt.is_timed
+            if any(j > i for j in writes) and (temporary or any(j < i for j in writes)):
                 out.append((stmt, a))
     return out
 

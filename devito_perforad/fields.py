@@ -96,7 +96,10 @@ def adjoint_functions(expressions):
     Returns
     -------
     dict
-        Primal field -> :func:`adjoint_function` of it.
+        Primal field -> :func:`adjoint_function` of it. A buffered adjoint that must
+        hold more time levels at once than the primal's buffer gets
+        ``save=Buffer(n)`` with the ``n`` it needs; its first slots hold the seeds
+        and the results, laid out as the primal's buffer.
 
     Raises
     ------
@@ -131,7 +134,34 @@ def adjoint_functions(expressions):
             written.update({c.function.name: c.function for c in e.lhs.values()})
         elif hasattr(e, 'lhs'):
             written.setdefault(e.lhs.function.name, e.lhs.function)
-    return {f: adjoint_function(f) for f in written.values()}
+    adjoints = {f: adjoint_function(f) for f in written.values()}
+    if any(isinstance(f, TimeFunction) and not is_saved(f) for f in adjoints):
+        adjoints = _sized(expressions, adjoints)
+    return adjoints
+
+
+def _sized(expressions, adjoints):
+    """``adjoints`` with each buffered adjoint as wide as the derivation needs."""
+    from .api import adjoint
+    from .errors import AdjointError, BufferSizeError
+    for _ in range(len(adjoints)):
+        try:
+            adjoint(expressions, adjoints)
+        except BufferSizeError as e:
+            adjoints = {f: _buffered(fb, e.sizes[f]) if f in e.sizes else fb
+                        for f, fb in adjoints.items()}
+            continue
+        except AdjointError:   # said again, in context, when the adjoint is derived
+            pass
+        break
+    return adjoints
+
+
+def _buffered(fb, n):
+    """The adjoint ``fb`` again, with ``n`` time slots."""
+    return TimeFunction(name=fb.name, grid=fb.grid, space_order=fb.space_order,
+                        time_order=fb.time_order, staggered=fb.staggered,
+                        dtype=fb.dtype, save=Buffer(n))
 
 
 def several_ranks(grid):

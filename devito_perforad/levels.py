@@ -33,7 +33,16 @@ from .ir.access import at_offsets
 from .ir.symbolic import Select
 from .region import run_range, space_conditions
 
-__all__ = ['Levels', 'written_levels']
+__all__ = ['Levels', 'prologue', 'written_levels']
+
+
+def prologue(program):
+    """How many statements of ``program`` run before its time loop: the leading
+    statements that touch no TimeFunction (``Eq(z, c.dx)`` before a loop reading
+    ``z``). Devito runs them once, before the loop; their adjoints run once, after
+    the backward loop, from the seeds the loop gathered. All of a time-free
+    program."""
+    return next((i for i, s in enumerate(program) if s.is_timed), len(program))
 
 
 def written_levels(program):
@@ -76,9 +85,11 @@ class Levels:
     versions: frozenset = frozenset()
 
     @classmethod
-    def of(cls, program, active=(), partials=(), versions=()):
+    def of(cls, program, active=(), partials=(), versions=(), internal=()):
         """The levels of ``program``; with its ``active`` statements and their
         ``partials``, also those of the adjoint loop; ``versions`` as the attribute.
+        The ``internal`` fields (versions, and the time levels of temporaries) may have
+        their adjoints completed a counter below the lowest level read.
 
         Raises
         ------
@@ -100,9 +111,10 @@ class Levels:
                 if isinstance(a.field, TimeFunction):
                     low[a.field] = min(low.get(a.field, a.time), a.time)
                     high[a.field] = max(high.get(a.field, a.time), a.time)
-        # a version is read at the level it is written only; its adjoint may be
-        # completed a counter earlier, so that no field's adjoint is raised for it
-        low.update({v: low[v] - 1 for v in versions if v in low})
+        # an internal field is read at the level it is written (a temporary also at
+        # the one below); its adjoint may be completed a counter earlier, so that no
+        # field's adjoint is raised for it
+        low.update({v: low[v] - 1 for v in {*versions, *internal} if v in low})
         w = _solve(active, partials, low, high)
         return cls(time, dict(writers), assigned, low, high, w, frozenset(versions))
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from devito import Eq, Function, Grid, Inc, SparseTimeFunction, TimeFunction
 
-from devito_perforad import AdjointError, AdjointOperator, adjoint_function
+from devito_perforad import AdjointError, AdjointOperator, adjoint_functions
 
 __all__ = ['Program', 'check', 'random_program']
 
@@ -126,7 +126,6 @@ def random_program(seed, ndim=None):
             terms = terms + 0.5 * (f - f.backward)
         equations.append(Eq(f.forward, terms))
         words.append(f'{f.name}: {", ".join(kinds)}')
-    adjoints = {f: adjoint_function(f) for f in fields}
     inputs = {}
     # more writes to a level already written
     if rng.random() < 0.3:
@@ -147,7 +146,6 @@ def random_program(seed, ndim=None):
                 inputs[sparse] = slice(None)
             else:
                 equations += sparse.interpolate(expr=f)
-            adjoints[sparse] = adjoint_function(sparse)
             words.append(f'{"injection into" if kind == "src" else "receivers of"} '
                          f'{f.name}')
     first, last = 1, nt - 1     # time steps: a previous level exists at the first
@@ -158,6 +156,8 @@ def random_program(seed, ndim=None):
         else:
             levels[(first + 1) % (f.time_order + 1)] = False
         inputs[f] = levels
+    # every written field and sparse function, buffers as wide as the adjoint needs
+    adjoints = adjoint_functions(equations)
     return Program(equations, adjoints, inputs, dict(time_m=first, time_M=last),
                    '; '.join(words), coefficients)
 
@@ -185,12 +185,16 @@ def check(program, rtol=1e-11, rng=None):
             x[f][index] = rng.standard_normal(x[f][index].shape)
         f.data[:] = x[f]
     op.apply(**program.apply)
-    y = {f: rng.standard_normal(fb.data.shape) for f, fb in program.adjoints.items()}
+    # a wider buffered adjoint (save=Buffer(n)) holds the seeds in its first slots,
+    # laid out as the primal's buffer; the others are its own: filled with noise
+    y = {f: rng.standard_normal(f.data.shape) for f in program.adjoints}
     for f, fb in program.adjoints.items():
-        fb.data[:] = y[f]
+        fb.data[:] = rng.standard_normal(fb.data.shape)
+        fb.data[:len(f.data)] = y[f]
     forward = sum(np.vdot(f.data, y[f]) for f in program.adjoints)
     aop.apply(**program.apply)
-    backward = sum(np.vdot(x[f], fb.data) for f, fb in program.adjoints.items())
+    backward = sum(np.vdot(x[f], fb.data[:len(f.data)])
+                   for f, fb in program.adjoints.items())
     error = abs(forward - backward) / max(abs(forward), abs(backward))
     return ('exact' if error <= rtol else 'wrong'), error
 

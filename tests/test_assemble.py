@@ -276,10 +276,3 @@ def test_read_before_write_in_step_is_refused():
         adjoint(primal, {v: adjoint_function(v), p: adjoint_function(p)})
 
 
-def test_function_written_in_time_loop_is_refused():
-    grid = make_grid(1, 2)
-    u = TimeFunction(name='u', grid=grid, space_order=2)
-    r = Function(name='r', grid=grid, space_order=2)
-    primal = [Eq(r, u.dx2), Eq(u.forward, u + r)]
-    with pytest.raises(AdjointError, match=r"field `r`.*TimeFunction"):
-        adjoint(primal, {u: adjoint_function(u), r: adjoint_function(r)})

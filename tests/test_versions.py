@@ -99,8 +99,8 @@ def test_a_read_devito_runs_in_place_is_refused():
               Inc(f.forward, 0.2 * h)]
     op = Operator(primal)
     assert str(op).count('for (int x') == 2     # the read and the Inc share a loop
-    with pytest.raises(AdjointError, match=r"`f\(t \+ dt, x \+ h_x\)` is read between "
-                                           r"two writes.*in-place"):
+    with pytest.raises(AdjointError, match=r"`f\(t \+ dt, x \+ h_x\)` is read before "
+                                           r"a later write.*in-place"):
         adjoint(op, {f: adjoint_function(f), h: adjoint_function(h)})
 
 
