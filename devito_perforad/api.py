@@ -30,6 +30,7 @@ from .devito_compat import (
     dynamic_schedule_above_work,
     hoisted_halo_exchanges,
     no_shrunk_loops,
+    primal_time_loop_whole,
     reads_between_writes_in_order,
     temporaries_in_the_time_loop,
     with_compiled_numbers,
@@ -116,6 +117,7 @@ def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False)
     program, adjoints = check_inputs(expressions, adjoints, subs)
     reads_between_writes_in_order(program, expressions, subs)
     temporaries_in_the_time_loop(program, expressions, subs)
+    primal_time_loop_whole(program, expressions, subs)
     program = with_compiled_numbers(program, expressions, subs)
     return derive(program, adjoints, mode, checkpointed)
 
@@ -245,6 +247,7 @@ def tangent(expressions, tangents, subs=None, primal=True):
     program, tangents = check_inputs(expressions, tangents, subs, what='tangents')
     reads_between_writes_in_order(program, expressions, subs)
     temporaries_in_the_time_loop(program, expressions, subs)
+    primal_time_loop_whole(program, expressions, subs)
     program = with_compiled_numbers(program, expressions, subs)
     out = []
     for stmt in program:

@@ -43,7 +43,11 @@ from .checks import (
     check_time_free,
     check_window,
 )
-from .devito_compat import accesses_as_written, halo_exchange_over_time
+from .devito_compat import (
+    accesses_as_written,
+    guarded_reads_in_range,
+    halo_exchange_over_time,
+)
 from .differentiate import partials
 from .emit.gather import Gather
 from .emit.layout import primal_slots, temporary_slots
@@ -112,7 +116,7 @@ def derive(program, adjoints, mode='gather', checkpointed=False):
         log.debug("derived adjoint equation: %s", eq)
     check_halos(eqs, adjoints)
     check_numbers(eqs, 'assembly')
-    return accesses_as_written(eqs)
+    return guarded_reads_in_range(accesses_as_written(eqs), set(adjoints.values()))
 
 
 def _derive(program, adjoints, form, checkpointed, sizes):

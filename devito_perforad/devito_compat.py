@@ -32,6 +32,9 @@ rest rewrite the adjoint's own equations or Operator arguments.
   bounds, leaving points uncomputed.
 * :func:`reads_between_writes_in_order`: Devito runs a read of a level in one loop
   with a later write of that level, which it then sees at some points;
+* :func:`guarded_reads_in_range`: Devito checks the index range of guarded reads;
+* :func:`primal_time_loop_whole`: Devito splits a primal's time loop as it does a
+  derived one (:func:`one_time_loop`);
 * :func:`temporaries_in_the_time_loop`: Devito hoists an equation on ``Function``s
   out of the time loop that writes them;
 * :func:`with_compiled_numbers`: Devito's finite-difference weights are 9-digit
@@ -57,7 +60,7 @@ from devito.symbolics import retrieve_function_carriers, retrieve_functions
 from devito.types import SparseFunction, Symbol
 
 from .errors import AdjointError, located
-from .fields import several_ranks
+from .fields import is_saved, several_ranks
 from .ir.access import access_of, at_offsets
 from .ir.names import current
 
@@ -67,7 +70,8 @@ __all__ = ['build', 'no_shrunk_loops', 'one_time_loop', 'openmp_chunks_of_one',
            'halo_exchange_over_time', 'accesses_as_written', 'record_operator_inputs',
            'operator_inputs', 'staggering_shifts', 'interpolation_positioned',
            'injection_positioned', 'arguments_of_apply', 'with_compiled_numbers',
-           'reads_between_writes_in_order', 'temporaries_in_the_time_loop']
+           'reads_between_writes_in_order', 'temporaries_in_the_time_loop',
+           'primal_time_loop_whole', 'guarded_reads_in_range']
 
 
 def build(eqs, **kwargs):
@@ -609,6 +613,93 @@ def reads_between_writes_in_order(program, expressions, subs=None):
                               "write, so it reads that write's value at some points "
                               "(an in-place update). Write the value between the "
                               "writes to a field of its own.")
+
+
+def guarded_reads_in_range(eqs, adjoint_fields):
+    """``eqs`` with each read of a saved primal field two or more levels below the
+    counter clamped at level 0.
+
+    The adjoint of a step reads the primal values that step read: for a partial of
+    ``Min(u, v.backward)`` at step ``t - 1``, ``v`` at ``t - 2``. At the first counter
+    (``time_m = 1``) that is level ``-1``; the term is guarded (the step ``time_m - 1``
+    never ran), so the level is never read, but Devito 4.8.23 checks the index range
+    of every access when the Operator is applied, guards aside, and refuses the
+    run ("OOB detected due to time_m=1"). Reading ``Max(t - 2, 0)`` changes the level
+    only where the guard discards it.
+    """
+    out = []
+    for eq in eqs:
+        subs = {}
+        for app in retrieve_functions(eq.rhs, mode='unique'):
+            f = app.function
+            if (not isinstance(f, TimeFunction) or not is_saved(f)
+                    or f in adjoint_fields):
+                continue
+            try:
+                time = access_of(app).time
+            except AdjointError:    # pinned at an edge of the run: in range
+                continue
+            if time is None or time > -2:
+                continue
+            indexed = app.indexify()
+            steps = [i for i, d in enumerate(f.dimensions) if d.is_Time]
+            indices = list(indexed.indices)
+            indices[steps[0]] = sympy.Max(indices[steps[0]], 0)
+            subs[app] = indexed.func(indexed.base, *indices)
+        out.append(eq.xreplace(subs) if subs else eq)
+    return out
+
+
+def primal_time_loop_whole(program, expressions, subs=None):
+    """Raise where Devito splits the primal's time loop against its dependences.
+
+    The same splitting :func:`one_time_loop` keeps out of derived Operators
+    happens to primal Operators: Devito 4.8.23 may run ``Eq(f.forward, ...)`` for
+    every step in a first time loop and a later ``Inc(f.forward, ...)`` in a second,
+    although the first reads ``f`` and so needs the increments of the steps before.
+    The primal then computes something else than its equations say, and no adjoint of
+    the equations is the adjoint of that Operator. Where the primal's lowered code
+    (the user's Operator, else one built here) has a time loop that reads a field a
+    later time loop writes, the program is refused; the message says how to build the
+    primal whole.
+
+    Raises
+    ------
+    AdjointError
+        Naming a field the earlier loop reads and the later one writes.
+    """
+    from devito.ir.iet import Expression, FindSections
+    from devito.types import Indexed
+
+    if not any(s.is_timed for s in program):
+        return
+    op = _built_from(expressions, subs) or Operator(
+        expressions, **({'subs': subs} if subs else {}))
+    loops = FindNodes(Iteration).visit(op)
+    order = {id(it): k for k, it in enumerate(loops) if it.dim.root.is_Time}
+    if len(order) < 2:
+        return
+    reads, writes = {}, {}
+    for iterations, nodes in FindSections().visit(op).items():
+        times = [order[id(it)] for it in iterations if id(it) in order]
+        if not times:
+            continue
+        for n in nodes:
+            if isinstance(n, Expression) and isinstance(n.expr.lhs, Indexed):
+                writes.setdefault(n.expr.lhs.function, set()).add(times[0])
+                for r in n.expr.rhs.atoms(Indexed):
+                    reads.setdefault(times[0], set()).add(r.function)
+    fields = {s.write.field for s in program}
+    for loop, read in sorted(reads.items(), key=lambda kv: kv[0]):
+        for f in sorted(read & fields, key=lambda f: f.name):
+            if any(later > loop for later in writes.get(f, ())):
+                stmt = next(s for s in program if s.write.field is f)
+                raise located(stmt.eq, f,
+                              "Devito splits the time loop and runs a loop reading "
+                              f"`{f.name}` over every step before the loop writing it: "
+                              "the primal does not compute what the equations say (a "
+                              "Devito 4.8.23 bug). Build the primal Operator in `with "
+                              "devito_perforad.devito_compat.one_time_loop():`.")
 
 
 def temporaries_in_the_time_loop(program, expressions, subs=None):

@@ -12,7 +12,12 @@ receivers.
 
 ``check(program)`` derives the adjoint and says what happened: ``('exact', error)``
 with the dot-test error, ``('refused', message)`` with the ``AdjointError``'s message,
-or ``('wrong', error)``.
+or ``('wrong', error)``. On tiny programs, ``jacobians(program)`` builds the primal's
+Jacobian column by column and the adjoint's row by row, from unit vectors: a
+check entry by entry, where the dot test sees one random pair. With
+``random_program(seed, nonlinear=True)`` every term is nonlinear (a product with a
+field, ``Max``, ``Min``), and ``check_nonlinear(program)`` checks the adjoint and the
+tangent against central differences.
 
 Point it at your own patterns by writing a function like ``random_program`` that
 returns a :class:`Program`; ``check`` does the rest.
@@ -27,11 +32,13 @@ True
 from dataclasses import dataclass, field
 
 import numpy as np
+import sympy
 from devito import Eq, Function, Grid, Inc, SparseTimeFunction, TimeFunction
 
 from devito_perforad import AdjointError, AdjointOperator, adjoint_functions
 
-__all__ = ['Program', 'check', 'random_program']
+__all__ = ['Program', 'check', 'check_nonlinear', 'jacobians', 'primal',
+           'random_program']
 
 DTYPE = np.float64
 
@@ -47,7 +54,7 @@ class Program:
     parameters: list = field(default_factory=list)   # coefficients (constants)
 
 
-def random_program(seed, ndim=None):
+def random_program(seed, ndim=None, nonlinear=False):
     """A random linear Devito program (see the module's docstring).
 
     Parameters
@@ -55,6 +62,9 @@ def random_program(seed, ndim=None):
     seed : int
     ndim : int, optional
         The grid's dimensions (by default, drawn from ``seed``).
+    nonlinear : bool, optional
+        Make each term nonlinear: times a field, or through ``Max``/``Min``. The
+        fields are then saved (the adjoint reads their values at every step).
 
     Returns
     -------
@@ -68,7 +78,7 @@ def random_program(seed, ndim=None):
     grid = Grid(shape=(n,) * ndim, extent=(1.,) * ndim, dtype=DTYPE)
     dims = grid.dimensions
     nt = 5
-    saved = bool(rng.random() < 0.3)
+    saved = bool(rng.random() < 0.3) or nonlinear
     nfields = int(rng.integers(1, 4))
     fields = [TimeFunction(name=f'f{i}', grid=grid, space_order=so,
                            time_order=int(rng.choice([1, 2])),
@@ -120,6 +130,9 @@ def random_program(seed, ndim=None):
             read = {'now': g, 'previous': g.backward if g.time_order == 2 else g,
                     'new': g.forward}[level]
             d, kind = derivative(read)
+            if nonlinear:
+                d, how = _nonlinear(d, fields[rng.integers(nfields)], rng)
+                kind = f'{how} {kind}'
             terms = terms + 0.01 * coefficient() * d
             kinds.append(f'{kind} {g.name} {level}')
         if f.time_order == 2:
@@ -162,6 +175,84 @@ def random_program(seed, ndim=None):
                    '; '.join(words), coefficients)
 
 
+def _nonlinear(d, g, rng):
+    """``d`` times the field ``g``, or through ``Max``/``Min``."""
+    kind = int(rng.integers(3))
+    if kind == 0:
+        return d * g, f'{g.name} times'
+    if kind == 1:
+        return sympy.Max(d, 0), 'Max of'
+    return sympy.Min(d, g), f'Min with {g.name} of'
+
+
+def check_nonlinear(program, h=1e-6, rtol=1e-6, rng=None):
+    """Derive the adjoint and the tangent of a nonlinear ``program`` and check both
+    against central differences of the primal along a random direction.
+
+    Returns
+    -------
+    tuple
+        ``('exact', (adjoint error, tangent error))``, ``('refused', message)`` or
+        ``('wrong', (adjoint error, tangent error))``.
+    """
+    from devito_perforad import TangentOperator, adjoint_function
+    rng = rng or np.random.default_rng(0)
+    op = primal(program)
+    fields = list(program.adjoints)
+    tangents = {f: adjoint_function(f, f'{f.name}_d') for f in fields}
+    try:
+        aop = AdjointOperator(program.equations, program.adjoints)
+        top = TangentOperator(program.equations, tangents)
+    except AdjointError as e:
+        return 'refused', str(e)
+    x, dx = {}, {}
+    for f in fields:
+        x[f], dx[f] = np.zeros(f.data.shape), np.zeros(f.data.shape)
+        if f in program.inputs:
+            index = program.inputs[f]
+            x[f][index] = rng.standard_normal(x[f][index].shape)
+            dx[f][index] = rng.standard_normal(x[f][index].shape)
+    y = {f: rng.standard_normal(f.data.shape) for f in fields}
+
+    def run(eps):
+        for f in fields:
+            f.data[:] = x[f] + eps * dx[f]
+        op.apply(**program.apply)
+        return {f: f.data.copy() for f in fields}
+
+    plus, minus = run(h), run(-h)
+    fd = {f: (plus[f] - minus[f]) / (2 * h) for f in fields}
+    run(0)
+    for f, fb in program.adjoints.items():
+        fb.data[:] = 0
+        fb.data[:len(f.data)] = y[f]
+    aop.apply(**program.apply)
+    derivative = sum(np.vdot(fd[f], y[f]) for f in fields)
+    adjoint = sum(np.vdot(dx[f], fb.data[:len(f.data)])
+                  for f, fb in program.adjoints.items())
+    adjoint_error = abs(adjoint - derivative) / abs(derivative)
+    for f in fields:
+        f.data[:] = x[f]
+        tangents[f].data[:] = dx[f]
+    top.apply(**program.apply)
+    scale = max(np.abs(fd[f]).max() for f in fields)
+    tangent_error = max(np.abs(tangents[f].data - fd[f]).max() for f in fields) / scale
+    errors = (float(adjoint_error), float(tangent_error))
+    return ('exact' if max(errors) <= rtol else 'wrong'), errors
+
+
+def primal(program):
+    """The primal Operator, built as users are told to (``one_time_loop``: Devito may
+    split a time loop against its dependences, and the primal would not compute what
+    the equations say). The derived adjoint is that of this Operator: built first,
+    it is the one ``AdjointOperator`` finds for the equations."""
+    from devito import Operator
+
+    from devito_perforad.devito_compat import one_time_loop
+    with one_time_loop():
+        return Operator(program.equations)
+
+
 def check(program, rtol=1e-11, rng=None):
     """Derive the adjoint of ``program`` and dot-test it.
 
@@ -170,13 +261,12 @@ def check(program, rtol=1e-11, rng=None):
     tuple
         ``('exact', error)``, ``('refused', message)`` or ``('wrong', error)``.
     """
-    from devito import Operator
     rng = rng or np.random.default_rng(0)
+    op = primal(program)
     try:
         aop = AdjointOperator(program.equations, program.adjoints)
     except AdjointError as e:
         return 'refused', str(e)
-    op = Operator(program.equations)
     x = {}
     for f in program.adjoints:
         x[f] = np.zeros(f.data.shape, dtype=DTYPE)
@@ -198,3 +288,47 @@ def check(program, rtol=1e-11, rng=None):
     error = abs(forward - backward) / max(abs(forward), abs(backward))
     return ('exact' if error <= rtol else 'wrong'), error
 
+
+
+def jacobians(program):
+    """The primal's Jacobian and the transpose of the adjoint's, entry by entry.
+
+    Column ``i`` of ``J`` is the primal's output (every entry of every field in the
+    map) from the unit input ``i`` (an entry the primal reads before writing, by
+    ``program.inputs``); row ``i`` of ``A`` is the adjoint's result at input ``i``,
+    column ``j`` from the unit seed ``j``. An exact adjoint has ``A == J``. One run
+    per input and one per output: for tiny programs only (1D, a few steps).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        ``J`` and ``A``, of shape (outputs, inputs).
+    """
+    op = primal(program)
+    aop = AdjointOperator(program.equations, program.adjoints)
+    fields = list(program.adjoints)
+    inputs = [(f, tuple(i)) for f in fields if f in program.inputs
+              for i in np.argwhere(_mask(program.inputs[f], f.data.shape))]
+    outputs = [(f, i) for f in fields for i in np.ndindex(f.data.shape)]
+    jac = np.zeros((len(outputs), len(inputs)))
+    for k, (g, i) in enumerate(inputs):
+        for f in fields:
+            f.data[:] = 0
+        g.data[i] = 1
+        op.apply(**program.apply)
+        jac[:, k] = [f.data[j] for f, j in outputs]
+    adj = np.zeros_like(jac)
+    for k, (g, j) in enumerate(outputs):
+        for fb in program.adjoints.values():
+            fb.data[:] = 0
+        program.adjoints[g].data[j] = 1
+        aop.apply(**program.apply)
+        adj[k, :] = [program.adjoints[f].data[i] for f, i in inputs]
+    return jac, adj
+
+
+def _mask(index, shape):
+    """The boolean mask of ``index`` (a mask, or a slice of the first axis)."""
+    mask = np.zeros(shape, dtype=bool)
+    mask[index] = True
+    return mask

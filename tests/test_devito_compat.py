@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import sympy
 from conftest import Box, dot_test, make_grid, positive
-from devito import Eq, Function, Operator, TimeFunction
+from devito import Eq, Function, Inc, Operator, TimeFunction
 
 from devito_perforad import (
+    AdjointError,
     AdjointOperator,
     CheckpointedAdjoint,
     TangentOperator,
@@ -256,3 +257,31 @@ def test_a_time_loop_is_never_split(rng):
                      apply=dict(time_m=1, time_M=4), ops=(Operator(primal), aop))
     assert error < 1e-12
     assert str(Operator(adjoint(primal, adjoints))).count('for (int time') == 2
+
+
+def test_a_primal_whose_time_loop_devito_splits(rng):
+    """``Eq(f.forward, ...)``, a field reading ``f.backward``, then ``Inc(f.forward,
+    ...)``: Devito runs ``f``'s ``Eq`` over every step in a first time loop, before
+    the increments it reads. Refused, saying how to build the primal; built that way,
+    its adjoint is exact."""
+    from devito_perforad.devito_compat import one_time_loop
+    grid = make_grid(1, so=2, n=13)
+    f, g = (TimeFunction(name=n, grid=grid, space_order=2, save=7) for n in 'fg')
+    c = positive(Function(name='c', grid=grid, space_order=2), rng)
+    primal = [Eq(f.forward, 1.5 * f - 0.5 * f.backward),
+              Eq(g.forward, 0.02 * c * f.backward + g - 0.008 * g.dx),
+              Inc(f.forward, 0.01 * g)]
+    adjoints = {f: adjoint_function(f), g: adjoint_function(g)}
+    op = Operator(primal)
+    assert str(op).count('for (int time') == 2
+    with pytest.raises(AdjointError, match=r"field `f`: Devito splits the time loop "
+                                           r"and runs a loop reading `f`.*one_time_loop"):
+        AdjointOperator(op, adjoints)
+    with one_time_loop():
+        op = Operator(primal)
+    assert str(op).count('for (int time') == 1
+    inputs = np.ones(7, dtype=bool)
+    inputs[2:6] = False
+    assert dot_test(primal, adjoints, {f: inputs, g: inputs},
+                    apply=dict(time_m=1, time_M=4),
+                    ops=(op, AdjointOperator(op, adjoints))) < 1e-13

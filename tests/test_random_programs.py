@@ -2,8 +2,11 @@
 exact, or the program is refused before anything runs, with a short message that
 names the user's equation. A wrong adjoint fails."""
 
+import numpy as np
 import pytest
-from random_programs import check, random_program
+from random_programs import check, check_nonlinear, jacobians, random_program
+
+from devito_perforad import AdjointError
 
 # a few programs of every kind in the default run, hundreds in the slow one
 DEFAULT = [4, 7, 21]      # several writes to a level (3D), exact; a buffer refusal
@@ -33,3 +36,41 @@ def test_random_program_is_exact_or_refused(seed):
         assert any(f'`{f.name}' in info for f in program.adjoints), info
     else:
         assert info <= 1e-11
+
+
+# tiny programs (1D), entry by entry
+JACOBIAN_DEFAULT = [2, 9]     # saved: Eq then Inc, Devito's split primal loop
+JACOBIAN_SLOW = [s for s in range(60) if s not in JACOBIAN_DEFAULT]
+
+
+@pytest.mark.parametrize('seed', [pytest.param(s, marks=[] if s in JACOBIAN_DEFAULT
+                                               else [pytest.mark.slow])
+                                  for s in JACOBIAN_DEFAULT + JACOBIAN_SLOW])
+def test_random_program_jacobian_entry_by_entry(seed):
+    """The adjoint of a tiny random program (1D, a few steps) is the primal's
+    Jacobian transposed, every entry: each column from a unit input, each row of the
+    adjoint from a unit seed."""
+    program = random_program(seed, ndim=1)
+    try:
+        jac, adj = jacobians(program)
+    except AdjointError as e:
+        pytest.skip(f'refused: {e}')
+    assert np.abs(jac).max() > 0
+    assert np.abs(adj - jac).max() <= 1e-12 * np.abs(jac).max(), program.description
+
+
+# nonlinear programs: adjoint and tangent against central differences
+NONLINEAR_DEFAULT = [0, 2, 14]  # a product with a field; Max, receivers; Min of u[t-1]
+NONLINEAR_SLOW = [s for s in range(30) if s not in NONLINEAR_DEFAULT]
+
+
+@pytest.mark.parametrize('seed', [pytest.param(s, marks=[] if s in NONLINEAR_DEFAULT
+                                               else [pytest.mark.slow])
+                                  for s in NONLINEAR_DEFAULT + NONLINEAR_SLOW])
+def test_random_nonlinear_program_against_finite_differences(seed):
+    program = random_program(seed, nonlinear=True)
+    kind, info = check_nonlinear(program)
+    assert kind != 'wrong', f'{program.description}: errors {info}'
+    if kind == 'refused':
+        assert len(info) < 400 and info.count('\n') <= 2, info
+        assert any(f'`{f.name}' in info for f in program.adjoints), info
