@@ -30,7 +30,7 @@ import logging
 from collections import defaultdict
 
 import sympy
-from devito import Buffer, Eq, SparseFunction, TimeFunction
+from devito import Eq, SparseFunction, TimeFunction
 from devito.symbolics import retrieve_functions
 
 from .checks import (
@@ -54,7 +54,7 @@ from .emit.layout import primal_slots, temporary_slots
 from .emit.scatter import Scatter
 from .emit.sparse import operation
 from .errors import BufferSizeError
-from .fields import adjoint_function
+from .fields import adjoint_function, buffered
 from .ir.access import access_of, at_offsets
 from .ir.names import current, naming
 from .ir.temporaries import timed
@@ -120,9 +120,12 @@ def derive(program, adjoints, mode='gather', checkpointed=False):
 
 
 def _derive(program, adjoints, form, checkpointed, sizes):
-    """One derivation: each level's values between writes as versions
-    (:mod:`~devito_perforad.ir.versions`), their adjoints internal, buffered with
-    ``Buffer(sizes[name])`` where the adjoint needs more than the default slots."""
+    """One derivation: the statements before the loop as a prologue, reversed after
+    it (:func:`~devito_perforad.levels.prologue`); ``Function``s the loop writes as
+    time levels (:mod:`~devito_perforad.ir.temporaries`); each level's values between
+    writes as versions (:mod:`~devito_perforad.ir.versions`). Their adjoints are
+    internal, buffered with ``Buffer(sizes[name])`` where the adjoint needs more than
+    the default slots."""
     n = prologue(program)
     program, temporaries = timed(program, n)
     temporaries = {t: r for t, r in temporaries.items() if r in adjoints}
@@ -147,11 +150,8 @@ def _derive(program, adjoints, form, checkpointed, sizes):
 def _internal_adjoint(v, sizes):
     """The adjoint of an internal field, a ``Buffer(n)`` where the derivation needs
     ``n`` slots."""
-    if v.name not in sizes:
-        return adjoint_function(v)
-    return TimeFunction(name=f'{v.name}_b', grid=v.grid, space_order=v.space_order,
-                        time_order=v.time_order, staggered=v.staggered, dtype=v.dtype,
-                        save=Buffer(sizes[v.name]))
+    vb = adjoint_function(v)
+    return buffered(vb, sizes[v.name]) if v.name in sizes else vb
 
 
 def _time_free(program, adjoints, form, versions):

@@ -7,7 +7,7 @@ from devito.types.tensor import TensorFunction, TensorTimeFunction, VectorFuncti
 from .errors import check_field, short
 
 __all__ = ['adjoint_function', 'adjoint_functions', 'is_saved', 'buffer_size',
-           'several_ranks']
+           'buffered', 'several_ranks']
 
 
 def is_saved(f):
@@ -148,7 +148,7 @@ def _sized(expressions, adjoints):
         try:
             adjoint(expressions, adjoints)
         except BufferSizeError as e:
-            adjoints = {f: _buffered(fb, e.sizes[f]) if f in e.sizes else fb
+            adjoints = {f: buffered(fb, e.sizes[f]) if f in e.sizes else fb
                         for f, fb in adjoints.items()}
             continue
         except AdjointError:   # said again, in context, when the adjoint is derived
@@ -157,8 +157,9 @@ def _sized(expressions, adjoints):
     return adjoints
 
 
-def _buffered(fb, n):
-    """The adjoint ``fb`` again, with ``n`` time slots."""
+def buffered(fb, n):
+    """The adjoint ``fb`` again (same name and kind), with ``n`` time slots
+    (``save=Buffer(n)``)."""
     return TimeFunction(name=fb.name, grid=fb.grid, space_order=fb.space_order,
                         time_order=fb.time_order, staggered=fb.staggered,
                         dtype=fb.dtype, save=Buffer(n))
