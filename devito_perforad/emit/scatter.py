@@ -29,7 +29,10 @@ Examples
 >>> for eq in adjoint([Eq(w, u.dx)], {u: ub, w: wb}, mode='scatter'):
 ...     print(eq)
 Inc(u_b(x), -w_b(x)/h_x)
-Inc(u_b(x + h_x), w_b(x)/h_x)
+Inc(u_b(x + h_x), (x + 1 <= x_M) ? w_b(x)/h_x : 0)
+
+The increment at ``x + 1`` is kept in the domain: the primal's read of its zero halo
+at the right edge has no adjoint.
 """
 
 
@@ -38,6 +41,7 @@ from devito import Eq, Inc
 
 from ..ir.access import access_of, at_offsets
 from ..ir.symbolic import Select, shift
+from ..region import space_conditions
 
 __all__ = ['Scatter']
 
@@ -95,6 +99,11 @@ def scatter(stmt, access, contribution, gb, level=None):
         The adjoint level written, relative to the counter; default ``access.time``.
     """
     target = at_offsets(gb, access.time if level is None else level, access.space)
+    # only into the domain: a primal read of the zero halo has no adjoint, and one
+    # kept there would be read by the gathered updates at the run's edges
+    inside = space_conditions(gb.grid, None, access.space)
+    if inside:
+        contribution = Select(sympy.And(*inside), contribution, sympy.S.Zero)
     return Inc(target, contribution, subdomain=stmt.subdomain)
 
 
