@@ -40,7 +40,7 @@ def test_too_small_a_buffer_names_its_size():
         adjoint(primal, {f: adjoint_function(f), g: adjoint_function(g)})
 
 
-@pytest.mark.parametrize('time_m', [1, 2])
+@pytest.mark.parametrize('time_m', [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_wider_buffer_is_exact(time_m):
     """Seeds in the primal's layout, noise in the other slots (``dot_test``): exact. The
     moves between the layouts run in loop nests of their own (in one loop with the

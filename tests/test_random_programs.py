@@ -9,7 +9,7 @@ from random_programs import check, check_nonlinear, jacobians, random_program
 from devito_perforad import AdjointError
 
 # a few programs of every kind in the default run, hundreds in the slow one
-DEFAULT = [4, 7, 21]      # several writes to a level (3D), exact; a buffer refusal
+DEFAULT = [21, 23, 25]    # a wider buffer (1D); several writes to a level (1D, 2D)
 # Wrong adjoints the generator found that are not fixed yet. Strict: once fixed, the
 # seed fails here until it is taken off this list.
 # (Seed 193, dot test 0.23, was one: Devito split its adjoint's time loop.)
@@ -60,7 +60,7 @@ def test_random_program_jacobian_entry_by_entry(seed):
 
 
 # nonlinear programs: adjoint and tangent against central differences
-NONLINEAR_DEFAULT = [0, 2, 14]  # a product with a field; Max, receivers; Min of u[t-1]
+NONLINEAR_DEFAULT = [0, 14]  # a product with a field; Min of u[t-1] at time_m = 1
 NONLINEAR_SLOW = [s for s in range(30) if s not in NONLINEAR_DEFAULT]
 
 
