@@ -58,7 +58,7 @@ from .fields import adjoint_function, buffered
 from .ir.access import access_of, at_offsets
 from .ir.names import current, naming
 from .ir.temporaries import timed
-from .ir.versions import versioned
+from .ir.versions import recomputed, values, versioned
 from .levels import Levels, prologue, written_levels
 from .passes.cancellation import cancel_parameter_terms
 from .passes.factoring import factor
@@ -134,17 +134,28 @@ def _derive(program, adjoints, form, checkpointed, sizes):
                 if f in adjoints or f in temporaries}
     internal = {**versions, **temporaries}
     adjoints = {**adjoints, **{v: _internal_adjoint(v, sizes) for v in internal}}
+    derivatives = _derivatives(adjoints, values(program, versions))
     active = [s for s in program if s.write.field in adjoints]
-    check_overwritten(active, [partials(s, adjoints) for s in active], versions,
-                      temporaries)
+    check_overwritten(active, [derivatives(s) for s in active], versions, temporaries)
     if n == len(program):
-        return _time_free(program, adjoints, form, versions)
-    eqs = _time_loop(program[n:], adjoints, form, checkpointed, versions, temporaries)
+        return _time_free(program, adjoints, form, versions, derivatives)
+    eqs = _time_loop(program[n:], adjoints, form, checkpointed, versions, temporaries,
+                     derivatives)
     if n:   # reversed after the loop, from the seeds the loop gathered
         written = {s.write.field for s in program[:n]}
         eqs += _time_free(program[:n], adjoints, form,
-                          {v: f for v, f in versions.items() if v in written})
+                          {v: f for v, f in versions.items() if v in written},
+                          derivatives)
     return eqs
+
+
+def _derivatives(adjoints, values):
+    """The partials of a statement by the ``adjoints``' fields, each read of a
+    level's value between two writes recomputed from the values the primal keeps
+    (:func:`~devito_perforad.ir.versions.recomputed`)."""
+    def of(stmt):
+        return [(a, recomputed(d, values)) for a, d in partials(stmt, adjoints)]
+    return of
 
 
 def _internal_adjoint(v, sizes):
@@ -154,7 +165,7 @@ def _internal_adjoint(v, sizes):
     return buffered(vb, sizes[v.name]) if v.name in sizes else vb
 
 
-def _time_free(program, adjoints, form, versions):
+def _time_free(program, adjoints, form, versions, derivatives):
     """Reverse the statements one by one, from the last."""
     check_time_free(program)
     levels = Levels.of(program, versions=versions)
@@ -164,18 +175,19 @@ def _time_free(program, adjoints, form, versions):
         if stmt.write.field not in adjoints:
             continue
         seed = at_offsets(adjoints[stmt.write.field])
-        contributions = RULES[stmt.kind](stmt, partials(stmt, adjoints), seed, levels)
+        contributions = RULES[stmt.kind](stmt, derivatives(stmt), seed, levels)
         eqs += form.time_free(contributions, adjoints, grid)
     return eqs
 
 
-def _time_loop(program, adjoints, form, checkpointed, versions, temporaries):
+def _time_loop(program, adjoints, form, checkpointed, versions, temporaries,
+               derivatives):
     """The backward time loop: contributions from every statement, rewritten by the
     passes, summed into one update per adjoint level and target, scheduled within the
     counter, with what runs once pinned at the edges of the run."""
     grid = program[0].write.field.grid
     active = [s for s in program if s.write.field in adjoints]
-    derivs = [partials(s, adjoints) for s in active]
+    derivs = [derivatives(s) for s in active]
     if not checkpointed:
         check_primal_values(active, derivs, program)
     levels = Levels.of(program, active, derivs, versions, temporaries)

@@ -20,6 +20,7 @@ from devito import TimeFunction
 from devito.finite_differences.differentiable import SafeInv
 from devito.symbolics import InlineIf, retrieve_functions
 from devito.types.basic import AbstractFunction
+from sympy.core.logic import fuzzy_and
 
 from ..fields import buffer_size, is_saved
 from .access import access_of
@@ -51,6 +52,13 @@ class Select(InlineIf):
     def _eval_derivative(self, s):
         return Select(self.cond, sympy.diff(self.true_expr, s),
                       sympy.diff(self.false_expr, s))
+
+    # Devito's InlineIf leaves it unknown; SymPy then treats products with it as
+    # possibly non-real, and refuses to compare them (the partials of ``Max``)
+    is_commutative = True
+
+    def _eval_is_extended_real(self):
+        return fuzzy_and(e.is_extended_real for e in (self.true_expr, self.false_expr))
 
 
 class SafeInverse(SafeInv):

@@ -46,13 +46,17 @@ Examples
 from collections import defaultdict
 from dataclasses import replace
 
+import sympy
 from devito import Function, TimeFunction
+from devito.symbolics import retrieve_functions
 
 from ..errors import located
-from .access import Access, at_offsets
+from ..region import space_conditions
+from .access import Access, at_offsets, space_offsets
 from .names import current
+from .symbolic import Select, shift
 
-__all__ = ['versioned']
+__all__ = ['versioned', 'values', 'recomputed']
 
 
 def versioned(program):
@@ -145,7 +149,6 @@ def _version(field):
 
 def _renamed(expr, holder):
     """``expr`` with each access to a level held by a version read from the version."""
-    from devito.symbolics import retrieve_functions
     subs = {}
     for app in retrieve_functions(expr, mode='unique'):
         a = _access(app)
@@ -215,3 +218,119 @@ def _live(program, versions):
         if not dead:
             return program
         program = [s for s in program if not any(s is d for d in dead)]
+
+
+def values(program, versions):
+    """Each version's value as an expression of the values the primal keeps.
+
+    A nonlinear partial may read a level's value between two writes, which the primal
+    overwrites within the step. It is recomputed in one of two ways:
+
+    * forward, where the version's writes are dense and on the whole domain (an
+      ``Eq``, then increments; or a copy of the version before, then increments): the
+      sum of their right-hand sides;
+    * backward, where the writes after it are (a copy of it, then dense increments on
+      the whole domain): the value the level holds next, minus those increments.
+
+    The values read fields the primal keeps or other versions, which
+    :func:`recomputed` substitutes in turn.
+
+    Parameters
+    ----------
+    program : list of Statement
+        The program :func:`versioned` rewrote.
+    versions : dict
+        Its versions (version -> the user's field).
+
+    Returns
+    -------
+    dict
+        Each version that can be recomputed -> ``(write, value, field)``: its write
+        access, the value at that access, and the user's field it is a value of.
+    """
+    writes = defaultdict(list)
+    for s in program:
+        writes[s.write.field].append(s)
+    forward = {}
+    for v in versions:   # in program order: a copy reads an earlier version
+        ws = writes[v]
+        if ws and ws[0].kind == 'update' and all(_dense(s, ws[0]) for s in ws) \
+                and all(a.field in forward or a.field not in versions
+                        for s in ws for a in s.reads):
+            forward[v] = (ws[0].write, sum((s.rhs for s in ws), sympy.S.Zero),
+                          versions[v])
+    backward = {}
+    for v in reversed(list(versions)):
+        if v in forward:
+            continue
+        after = [s for s in program if s.write.field is not v
+                 and any(a.field is v for a in s.reads) and s.kind == 'update'
+                 and s.rhs == at_offsets(v, time=s.write.time)]
+        if len(after) != 1:
+            continue
+        copy = after[0]
+        nxt = copy.write.field
+        ws = writes[nxt]
+        if ws[0] is not copy or not all(_dense(s, copy) for s in ws) \
+                or (nxt in versions and nxt not in backward):
+            continue
+        backward[v] = (copy.write, copy.write.expr
+                       - sum((s.rhs for s in ws[1:]), sympy.S.Zero), versions[v])
+    return {**forward, **backward}
+
+
+def _dense(stmt, first):
+    """Whether ``stmt`` writes densely, on the whole domain, where ``first`` does."""
+    return (stmt.is_dense and stmt.subdomain is None
+            and stmt.write.time == first.write.time
+            and stmt.write.space == first.write.space)
+
+
+def recomputed(expr, values):
+    """``expr`` with each read of a version in ``values`` replaced by its value (see
+    :func:`values`), until no such read is left. A read left (values defined through
+    each other) makes :func:`~devito_perforad.checks.check_overwritten` refuse.
+
+    Examples
+    --------
+    >>> from devito import Eq, Grid, Inc, TimeFunction
+    >>> from devito_perforad.ir.access import analyse
+    >>> from devito_perforad.ir.names import naming
+    >>> grid = Grid(shape=(8,))
+    >>> f, g = (TimeFunction(name=n, grid=grid, space_order=2, save=4) for n in 'fg')
+    >>> with naming():
+    ...     program, versions = versioned(analyse([
+    ...         Eq(f.forward, 2*f), Eq(g.forward, f.forward**2), Inc(f.forward, g)]))
+    ...     v = program[0].write.expr
+    ...     recomputed(2*v, values(program, versions))
+    4*f(time, x)
+    """
+    for _ in range(len(values)):   # each round, one version deeper; no cycle
+        subs = {}
+        for app in retrieve_functions(expr, mode='unique'):
+            if app.function not in values:
+                continue
+            write, value, field = values[app.function]
+            moved = _moved(app, write.expr)
+            value = shift(value, time=moved.pop('time', 0), space=moved)
+            # the primal writes the domain only: in the halo, the level holds what
+            # the user's field holds there
+            inside = space_conditions(field.grid, None, space_offsets(app))
+            subs[app] = Select(sympy.And(*inside), value, field.func(*app.args)) \
+                if inside else value
+        if not subs:
+            break
+        expr = expr.xreplace(subs)
+    return expr
+
+
+def _moved(app, write):
+    """How far ``app`` lies from ``write``, an access to the same field: whole steps
+    (``'time'``) and grid points per space dimension."""
+    out = {}
+    for arg, ref, dim in zip(app.args, write.args, app.function.dimensions,
+                             strict=True):
+        k = sympy.expand((arg - ref) / dim.spacing)
+        if k:
+            out['time' if dim.is_Time else dim] = int(k)
+    return out
