@@ -49,7 +49,7 @@ def assert_gather(op, grid, fields):
         assert pragma.startswith('#pragma omp for'), f"serial loop: {loop}"
 
 
-@pytest.mark.parametrize('ndim', [2, 3])
+@pytest.mark.parametrize('ndim', [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_wave_adjoint_and_gradient_are_gathers(ndim):
     rng = np.random.default_rng(0)
     grid = make_grid(ndim, 8)
@@ -242,7 +242,8 @@ def _atomic_targets(code):
             and ' atomic' in ln]
 
 
-@pytest.mark.parametrize('language', ['openacc', 'openmp'])
+@pytest.mark.parametrize('language', [pytest.param('openacc', marks=pytest.mark.slow),
+                                      'openmp'])
 def test_gpu_adjoint_has_no_atomics_on_dense_fields(language):
     """Derived gradients build for GPUs (OpenACC, OpenMP offload). Only the sparse
     injections (receivers, and the source term of the gradient) use atomics; every

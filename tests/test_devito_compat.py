@@ -173,6 +173,7 @@ print(op is solver.op_fwd(save=True), op._soname, sorted(op.__getstate__()),
 """
 
 
+@pytest.mark.slow   # the default run's time
 def test_devito_is_unchanged_by_the_recording():
     """Built after the import, Devito's own solver gives the same C, the same shared
     object name (its JIT cache key), the same results, the same pickled state, and

@@ -107,6 +107,7 @@ def test_receivers_missing_is_not_a_silent_zero_gradient(seismic):
     assert 'None to mark it inactive' in message
 
 
+@pytest.mark.slow   # the default run's time
 def test_receivers_marked_inactive():
     """``rec: None`` is the explicit way to leave the receivers out: the adjoint then
     only carries the wavefield's own seed, exactly as if ``recb`` were zero."""

@@ -184,7 +184,8 @@ def test_fwi_warns_about_dispersion_and_short_recordings(fwi, capsys):
     assert capsys.readouterr().err == ''
 
 
-@pytest.mark.parametrize('poison', ['observed data', 'third gradient'])
+@pytest.mark.parametrize('poison', [
+    'observed data', pytest.param('third gradient', marks=pytest.mark.slow)])
 def test_fwi_stops_on_non_finite_misfit(fwi, monkeypatch, capsys, tmp_path, poison):
     """A NaN in the observed data (it reaches the misfit through the operators) or in
     a gradient inside L-BFGS-B: a message on stderr, exit status 1, no figures."""
@@ -235,6 +236,7 @@ def test_fwi_refuses_a_file_as_out(fwi, monkeypatch, capsys, tmp_path):
     assert taken.read_text() == 'mine'
 
 
+@pytest.mark.slow   # the default run's time
 def test_fwi_stops_when_there_is_nothing_to_invert(fwi, capsys, tmp_path):
     """A recording too short for the waves to reach the receivers: zero misfit, no
     iteration; an error, no figures."""

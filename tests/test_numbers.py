@@ -58,7 +58,8 @@ def _sls_statement(f0):
     return analyse(operators.kernels['sls'](model, geometry, p, save=True)), model
 
 
-@pytest.mark.parametrize('f0', [0.010, 0.012, 0.015])
+@pytest.mark.parametrize('f0', [0.010, *(pytest.param(f, marks=pytest.mark.slow)
+                                        for f in (0.012, 0.015))])
 def test_through_write_keeps_the_primal_numbers(f0):
     """The qp partial through the saved write (the silently wrong gradient of a
     30-digit integer): no number C cannot take, no high powers of ``qp``, only the
@@ -126,7 +127,9 @@ BROKEN = {
 }
 
 
-@pytest.mark.parametrize('stage', sorted(BROKEN))
+@pytest.mark.parametrize('stage', [s if s == 'assembly' else
+                                   pytest.param(s, marks=pytest.mark.slow)
+                                   for s in sorted(BROKEN)])
 def test_guard_names_the_pass(stage, monkeypatch):
     """A pass that produced a number C cannot take fails here, naming the pass,
     before anything is compiled."""

@@ -107,6 +107,7 @@ def test_structure_of_the_primal(physics):
         assert backward.count(f'{function}(') <= forward.count(f'{function}(')
 
 
+@pytest.mark.slow   # the default run's time
 def test_staggered_divergence_of_a_staggered_gradient():
     """Devito's first-order Kelvin-Voigt model: ``div(b*grad(p, shift=.5),
     shift=-.5)`` beside ``div(v.forward)`` in one equation. Devito evaluates the
@@ -129,7 +130,7 @@ def test_staggered_divergence_of_a_staggered_gradient():
     assert len(_offsets(backward, model.b.name)) <= len(_offsets(forward, model.b.name))
 
 
-@pytest.mark.parametrize('so', [2, 8])
+@pytest.mark.parametrize('so', [2, pytest.param(8, marks=pytest.mark.slow)])
 def test_space_orders(so, rng):
     """The variable-density acoustic at low and high order."""
     model, geometry, expressions, adjoints, _ = variable_density_problem(

@@ -48,7 +48,7 @@ def _edge_guards(eqs):
             for c in sympy.And.make_args(select.cond) if domain_edge(c) is not None]
 
 
-@pytest.mark.parametrize('space_order', [2, 8])
+@pytest.mark.parametrize('space_order', [2, pytest.param(8, marks=pytest.mark.slow)])
 def test_finite_partials_read_the_zero_halo(space_order, rng):
     """A partial that stays finite on finite values (sums, products, ``Max``) reads
     the halo unguarded: the adjoint's zero halo cancels the terms from outside the

@@ -197,7 +197,8 @@ def _staggered_sparse_program(case, interpolation):
     'linear', pytest.param('sinc', marks=pytest.mark.slow)])
 @pytest.mark.parametrize('case', [
     'into a staggered field', 'from a staggered field',
-    pytest.param('divergence', marks=pytest.mark.slow), 'tensor diagonal'])
+    pytest.param('divergence', marks=pytest.mark.slow),
+    pytest.param('tensor diagonal', marks=pytest.mark.slow)])
 def test_sparse_operations_on_staggered_fields(case, interpolation, rng):
     """Devito positions an injection into a staggered field at that field's points,
     and interpolates at the nodes, averaging a staggered field there: each transposes
