@@ -2,8 +2,8 @@
 
 Every name in ``devito_perforad.__all__`` gets a section: its signature, its summary
 and description, and its numpydoc sections (Parameters, Returns, Raises, Examples, ...)
-as markdown. Examples stay doctests: pytest runs ``docs/*.md`` with
-``--doctest-glob=*.md``, so the copies in ``api.md`` are checked like the originals.
+as markdown. The examples are the docstrings' own, which pytest runs with the modules
+(``--doctest-modules``); it leaves ``api.md`` itself out, not to run them twice.
 
 Regenerate after changing a docstring (from anywhere)::
 

@@ -27,10 +27,10 @@ def _cwd(index):
 
 
 # in the slow run, for the default run's time: the elastic ones (each compiles several
-# elastic Operators), and those whose scripts run in the default run (acoustic_adjoint.py,
-# fwi.py, nonselfadjoint.py)
-SLOW = {'02_acoustic_adjoint', '03_fwi', '04_nonselfadjoint', '06_elastic',
-        '07_elastic_fwi'}
+# elastic Operators), those whose scripts run in the default run (acoustic_adjoint.py,
+# fwi.py, nonselfadjoint.py), and the performance one (its timings)
+SLOW = {'02_acoustic_adjoint', '03_fwi', '04_nonselfadjoint', '05_performance',
+        '06_elastic', '07_elastic_fwi'}
 
 
 @pytest.mark.parametrize('index', [

@@ -41,7 +41,8 @@ def test_spatial_program(ndim, rng):
     _close(*_both_modes(primal, adjoints, seeds))
 
 
-@pytest.mark.parametrize('save', [True, False], ids=['saved', 'buffered'])
+@pytest.mark.parametrize('save', [pytest.param(True, marks=pytest.mark.slow), False],
+                         ids=['saved', 'buffered'])
 def test_time_stepping(save, rng):
     grid = make_grid(2, 4)
     nt = 7
