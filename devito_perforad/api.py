@@ -32,6 +32,7 @@ from .devito_compat import (
     no_shrunk_loops,
     primal_time_loop_whole,
     reads_between_writes_in_order,
+    reads_in_devito_order,
     temporaries_in_the_time_loop,
     with_compiled_numbers,
 )
@@ -115,10 +116,10 @@ def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False)
     check_options(mode)
     expressions, subs, _ = check_primal(expressions, subs)
     program, adjoints = check_inputs(expressions, adjoints, subs)
-    reads_between_writes_in_order(program, expressions, subs)
     temporaries_in_the_time_loop(program, expressions, subs)
     primal_time_loop_whole(program, expressions, subs)
     program = with_compiled_numbers(program, expressions, subs)
+    program = reads_in_devito_order(program, expressions, subs)
     return derive(program, adjoints, mode, checkpointed)
 
 

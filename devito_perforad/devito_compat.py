@@ -30,8 +30,9 @@ rest rewrite the adjoint's own equations or Operator arguments.
 
 * :func:`no_shrunk_loops`: Devito's hoisting of subexpressions can shrink a loop's
   bounds, leaving points uncomputed.
-* :func:`reads_between_writes_in_order`: Devito runs a read of a level in one loop
-  with a later write of that level, which it then sees at some points;
+* :func:`reads_between_writes_in_order`, :func:`reads_in_devito_order`: Devito runs a
+  read of a level in one loop with a later write of that level, which it then sees at
+  some points;
 * :func:`guarded_reads_in_range`: Devito checks the index range of guarded reads;
 * :func:`primal_time_loop_whole`: Devito splits a primal's time loop as it does a
   derived one (:func:`one_time_loop`);
@@ -70,7 +71,8 @@ __all__ = ['build', 'no_shrunk_loops', 'one_time_loop', 'openmp_chunks_of_one',
            'halo_exchange_over_time', 'accesses_as_written', 'record_operator_inputs',
            'operator_inputs', 'staggering_shifts', 'interpolation_positioned',
            'injection_positioned', 'arguments_of_apply', 'with_compiled_numbers',
-           'reads_between_writes_in_order', 'temporaries_in_the_time_loop',
+           'reads_between_writes_in_order', 'reads_in_devito_order',
+           'temporaries_in_the_time_loop',
            'primal_time_loop_whole', 'guarded_reads_in_range']
 
 
@@ -578,41 +580,174 @@ def reads_between_writes_in_order(program, expressions, subs=None):
     read sees the later write's value, at the point itself the earlier one; an
     in-place update. Where the primal's lowered code (the user's Operator, else one
     built here) reads the level in the loop nest of a later write of it, the program
-    is refused, naming the read.
+    is refused, naming the read. (The adjoint takes such reads as Devito runs them:
+    :func:`reads_in_devito_order`.)
 
     Raises
     ------
     AdjointError
         Naming the first statement whose read Devito runs in place.
     """
+    for stmt, a, _, _ in _reads_in_place(program, expressions, subs):
+        _refuse_in_place(stmt, a)
+
+
+def reads_in_devito_order(program, expressions, subs=None):
+    """``program`` with each read that Devito runs after a later write of its level
+    (see :func:`reads_between_writes_in_order`) reading what Devito's loop gives it.
+
+    In the loop nest Devito fuses, a neighbour the loop visited before the point holds
+    the later writes already: a read there of the value between the writes, ``f(p +
+    o)``, sees ``f(p + o) + R(p + o)`` for a later ``Inc(f, R)`` of the nest (for a
+    later ``Eq(f, R)``, ``R(p + o)`` reading ``f(p + o)`` at its point). The read is
+    rewritten so, an expression of values program order gives it, and the rest of
+    the program keeps program order. A neighbour the loop visits after the point sees
+    the value between the writes, as program order says.
+
+    Raises
+    ------
+    AdjointError
+        Where Devito's value is not of that form: a later write outside the nest or on
+        a SubDomain, one whose right-hand side reads what the step writes from the
+        read on, an earlier write in the nest, or a read at an offset along several
+        dimensions in a blocked loop nest.
+    """
+    found = _reads_in_place(program, expressions, subs)
+    if not found:
+        return program
+    from dataclasses import replace
+
+    from .ir.access import _reads
+
+    extra = {}   # statement index -> {read: what Devito's loop reads there}
+    for stmt, a, nest, later in found:
+        i = next(k for k, s in enumerate(program) if s is stmt)
+        if later is None:
+            _refuse_in_place(stmt, a)
+        visited = _visited_before(nest, a, stmt.write.field.grid)
+        if visited is None:
+            _refuse_in_place(stmt, a)
+        if not visited:
+            continue
+        value = _after_writes(program, i, a, later)
+        if value is None:
+            _refuse_in_place(stmt, a)
+        extra.setdefault(i, {})[a.expr] = value
+    out = list(program)
+    for i, subs_ in extra.items():
+        stmt = out[i]
+        rhs = stmt.rhs.xreplace(subs_)
+        out[i] = replace(stmt, rhs=rhs, reads=_reads(stmt.eq, rhs), lifted=rhs,
+                         compositions=())
+    return out
+
+
+def _after_writes(program, i, a, n):
+    """The value the read ``a`` of statement ``i`` sees at a neighbour where the
+    ``n`` later writes of its level have run (``Inc``: plus its right-hand side;
+    ``Eq`` on the whole domain: its right-hand side, reading the value before it at
+    the point), or None where that is no expression of the values program order gives
+    the read: other later writes, or right-hand sides reading what the step writes
+    from the read on."""
+    from .ir.symbolic import shift
+
+    key = (a.field, a.time)
+    writes = [s for s in program[i + 1:] if (s.write.field, s.write.time) == key]
+    if len(writes) != n:
+        return None
+    written = {(s.write.field, s.write.time) for s in program[i:]} - {key}
+    value = a.expr
+    for s in writes:
+        if (not s.is_dense or s.subdomain is not None
+                or any((r.field, r.time) in written for r in s.reads)
+                or any((r.field, r.time) == key and r.space != s.write.space
+                       for r in s.reads)):
+            return None
+        moved = dict(zip(a.field.space_dimensions,
+                         (k - k0 for k, k0 in zip(a.space, s.write.space, strict=True)),
+                         strict=True))
+        rhs = shift(s.rhs, space=moved)
+        own = [r.expr for r in s.reads if (r.field, r.time) == key]
+        rhs = rhs.xreplace({shift(e, space=moved): value for e in own})
+        value = value + rhs if s.increment else rhs
+    return value
+
+
+def _refuse_in_place(stmt, a):
+    raise located(stmt.eq, a.field,
+                  f"`{a.expr}` is read before a later write of its level in the step, "
+                  "and Devito runs the read in one loop with the later write"
+                  ", so it reads that write's value at some points (an in-place "
+                  "update). Write the value between the writes to a field of its own.")
+
+
+def _reads_in_place(program, expressions, subs):
+    """The reads between two writes of a level that Devito runs in the loop nest of
+    the later write, as ``(statement, access, nest, n)``: the nest's Iterations and
+    the number of later writes of the level in it (``None`` where an earlier write
+    is in it too)."""
     from devito.ir.iet import Expression, FindSections
     from devito.types import Indexed
 
     suspects = _reads_between_writes(program)
     if not suspects:
-        return
+        return []
     op = _built_from(expressions, subs) or Operator(
         expressions, **({'subs': subs} if subs else {}))
     nests = {}
     for iterations, nodes in FindSections().visit(op).items():
         nests.update({id(n): iterations for n in nodes if isinstance(n, Expression)})
     lowered = [(nests.get(id(n)), n.expr) for n in FindNodes(Expression).visit(op)]
+    out = []
     for stmt, a in suspects:
-        key = (a.field, a.time)
+        key = (a.field, a.time, a.space)
         for i, (nest, expr) in enumerate(lowered):
             reads = [_indexed_offsets(r) for r in expr.rhs.atoms(Indexed)]
-            if not any(r is not None and r[:2] == key and any(r[2]) for r in reads):
+            if key not in reads:
                 continue
-            if any(n == nest and isinstance(e.lhs, Indexed)
-                   and (_indexed_offsets(e.lhs) or ())[:2] == key
-                   for n, e in lowered[i + 1:]):
-                raise located(stmt.eq, a.field,
-                              f"`{a.expr}` is read before a later write of its level "
-                              "in the step, and Devito runs the read in one loop with "
-                              "the later "
-                              "write, so it reads that write's value at some points "
-                              "(an in-place update). Write the value between the "
-                              "writes to a field of its own.")
+            later = _writes_in(lowered[i + 1:], nest, key[:2])
+            if later:
+                # an earlier write in the nest too: a neighbour not visited yet
+                # holds what the level held before the step
+                earlier = _writes_in(lowered[:i], nest, key[:2])
+                out.append((stmt, a, nest, None if earlier else later))
+                break
+    return out
+
+
+def _writes_in(lowered, nest, key):
+    """How many of the ``lowered`` expressions in ``nest`` write the level ``key``."""
+    from devito.types import Indexed
+    return sum(1 for n, e in lowered if n == nest and isinstance(e.lhs, Indexed)
+               and (_indexed_offsets(e.lhs) or ())[:2] == key)
+
+
+def _visited_before(nest, a, grid):
+    """Whether the loop ``nest`` visits the point ``p + a.space`` before ``p``, or
+    None where its order does not say.
+
+    Along one dimension, by the direction of its loops (a blocked loop runs its blocks
+    in its own direction). Along several, by the first loop, outermost first, along
+    which the offset is not zero; a blocked nest has no such order.
+    """
+    from devito.ir.support import Backward
+
+    offsets = {d: k for d, k in zip(grid.dimensions, a.space, strict=True) if k}
+    loops = [it for it in nest if it.dim.root in grid.dimensions]
+    roots = [it.dim.root for it in loops]
+    if len(offsets) == 1:
+        ((d, k),) = offsets.items()
+        directions = {it.direction for it in loops if it.dim.root is d}
+        if len(directions) != 1:
+            return None
+        return (k > 0) == (directions.pop() is Backward)
+    if len(set(roots)) != len(roots):
+        return None
+    for it in loops:
+        k = offsets.get(it.dim.root, 0)
+        if k:
+            return (k > 0) == (it.direction is Backward)
+    return None
 
 
 def guarded_reads_in_range(eqs, adjoint_fields):

@@ -400,7 +400,7 @@ def _unsupported():
     q = TimeFunction(name='q', grid=grid, space_order=2)
     qb = adjoint_function(q)
     return {
-        'a read at an offset': lambda: adjoint(
+        'the tangent of a read at an offset': lambda: tangent(
             [Eq(p.forward, p + 1), Eq(q.forward, q + p.forward.dx), Inc(p.forward, q)],
             {p: pb, q: qb}),
         'programs running backward': lambda: adjoint([Eq(p.backward, p + p.dx)],

@@ -1,6 +1,8 @@
 """ir/versions.py: several writes to one level in a step, with reads in between, in
 program order; and the programs whose order Devito itself does not keep, refused."""
 
+import re
+
 import numpy as np
 import pytest
 from conftest import dot_test, fd_test, make_grid
@@ -96,18 +98,51 @@ def test_the_value_between_the_writes_has_no_seed(rng):
         assert np.array_equal(first, second)
 
 
-def test_a_read_devito_runs_in_place_is_refused():
+@pytest.mark.parametrize('case', ['Inc', 'Eq', '2D, along y', '3D, blocked along z'])
+@pytest.mark.parametrize('save', [None, 9], ids=['buffered', 'saved'])
+def test_a_read_devito_runs_in_place_is_reversed_as_devito_runs_it(case, save):
     """A one-sided read of ``f.forward`` between two writes of it: Devito runs it in
-    one loop with the ``Inc`` and reads the incremented value at the neighbour, the
-    written one at the point. Refused, naming the read."""
-    grid, (f, h) = _fields(None, so=2)
-    primal = [Eq(f.forward, f + 0.1 * f.dx), Eq(h.forward, h + 0.1 * f.forward.dx),
-              Inc(f.forward, 0.2 * h)]
+    one loop with the later write, in the direction that makes the read see the later
+    write's value at the neighbour (and the earlier one at the point). The adjoint is
+    that of what Devito runs: exact against the primal Operator."""
+    ndim = {'2D, along y': 2, '3D, blocked along z': 3}.get(case, 1)
+    grid = make_grid(ndim, so=2, n=11)
+    f, h = (TimeFunction(name=n, grid=grid, space_order=2, save=save) for n in 'fh')
+    read = f.forward.dz if ndim == 3 else f.forward.dy if ndim == 2 else f.forward.dx
+    later = Eq(f.forward, 0.5 * f.forward + 0.2 * h) if case == 'Eq' else \
+        Inc(f.forward, 0.2 * h)
+    primal = [Eq(f.forward, f + 0.1 * f.dx), Eq(h.forward, h + 0.1 * read), later]
     op = Operator(primal)
-    assert str(op).count('for (int x') == 2     # the read and the Inc share a loop
+    code = str(op)
+    # the read and the later write in one loop nest, run backwards
+    assert re.search(r'for \(int \w+ = \w+_M; \w+ >= \w+_m; \w+ -= 1\)', code)
+    assert ('blk' in code) == (ndim == 3)
+    adjoints = {f: adjoint_function(f), h: adjoint_function(h)}
+    inputs = np.ones(f.data.shape[0], dtype=bool)
+    if save:
+        inputs[2:7] = False
+    else:
+        inputs[0] = False
+    assert dot_test(primal, adjoints, {f: inputs, h: inputs},
+                    apply=dict(time_m=1, time_M=5),
+                    ops=(op, AdjointOperator(op, adjoints))) < 1e-13
+
+
+def test_reads_devito_runs_in_place_are_refused_where_they_are_no_expression():
+    """Where the later write reads what the reading equation writes (``h.forward``),
+    the value Devito's loop reads at the neighbour depends on the reading equation
+    itself there: refused, naming the read. The tangent refuses every such read."""
+    _, (f, h) = _fields(None, so=2)
+    reading = Eq(h.forward, h + 0.1 * f.forward.dx)
+    primal = [Eq(f.forward, f + 0.1 * f.dx), reading, Inc(f.forward, 0.2 * h.forward)]
+    adjoints = {f: adjoint_function(f), h: adjoint_function(h)}
     with pytest.raises(AdjointError, match=r"`f\(t \+ dt, x \+ h_x\)` is read before "
                                            r"a later write.*in-place"):
-        adjoint(op, {f: adjoint_function(f), h: adjoint_function(h)})
+        adjoint(Operator(primal), adjoints)
+    primal[-1] = Inc(f.forward, 0.2 * h)
+    with pytest.raises(AdjointError, match=r"Devito runs the read in one loop"):
+        TangentOperator(Operator(primal), {f: adjoint_function(f, 'fd'),
+                                           h: adjoint_function(h, 'hd')})
 
 
 @pytest.mark.parametrize('primal, match', [
@@ -183,15 +218,18 @@ def _nonlinear(grid, f, h):
 
 
 @pytest.mark.parametrize('case', ['Eq, a product, Inc', 'a chain of versions',
-                                  'an injection, then Max'])
+                                  'an injection, then Max', 'Devito runs it in place'])
 def test_nonlinear_reads_between_writes_against_finite_differences(case):
     """A nonlinear read of a level's value between two writes: the partial needs the
     value, which the primal overwrites within the step. It is recomputed from the
     values the primal keeps (saved fields), and the gradient matches central
-    differences."""
-    grid, (f, h) = _fields(9)
+    differences. At space order 2, Devito runs the one-sided read in one loop with
+    the ``Inc``: the adjoint follows it."""
+    in_place = case == 'Devito runs it in place'
+    grid, (f, h) = _fields(9, so=2 if in_place else 4)
     programs, src = _nonlinear(grid, f, h)
-    primal = programs[case]
+    primal = programs['Eq, a product, Inc' if in_place else case]
+    assert (str(Operator(primal)).count('for (int x') == 2) == in_place
     adjoints = {f: adjoint_function(f), h: adjoint_function(h)}
     inputs = np.zeros(f.data.shape[0], dtype=bool)
     inputs[:2] = True
