@@ -26,15 +26,11 @@ from .checks import (
 from .derive import derive
 from .devito_compat import (
     accesses_as_written,
+    as_devito_runs,
     build,
     dynamic_schedule_above_work,
     hoisted_halo_exchanges,
     no_shrunk_loops,
-    primal_time_loop_whole,
-    reads_between_writes_in_order,
-    reads_in_devito_order,
-    temporaries_in_the_time_loop,
-    with_compiled_numbers,
 )
 from .differentiate import partials
 from .rules import TANGENTS
@@ -116,10 +112,7 @@ def adjoint(expressions, adjoints, subs=None, mode='gather', checkpointed=False)
     check_options(mode)
     expressions, subs, _ = check_primal(expressions, subs)
     program, adjoints = check_inputs(expressions, adjoints, subs)
-    temporaries_in_the_time_loop(program, expressions, subs)
-    primal_time_loop_whole(program, expressions, subs)
-    program = with_compiled_numbers(program, expressions, subs)
-    program = reads_in_devito_order(program, expressions, subs)
+    program = as_devito_runs(program, expressions, subs)
     return derive(program, adjoints, mode, checkpointed)
 
 
@@ -246,10 +239,7 @@ def tangent(expressions, tangents, subs=None, primal=True):
     """
     expressions, subs, _ = check_primal(expressions, subs)
     program, tangents = check_inputs(expressions, tangents, subs, what='tangents')
-    reads_between_writes_in_order(program, expressions, subs)
-    temporaries_in_the_time_loop(program, expressions, subs)
-    primal_time_loop_whole(program, expressions, subs)
-    program = with_compiled_numbers(program, expressions, subs)
+    program = as_devito_runs(program, expressions, subs, tangent=True)
     out = []
     for stmt in program:
         eqs = [stmt.eq] if primal and not any(e is stmt.eq for e in out) else []

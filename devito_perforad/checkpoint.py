@@ -25,7 +25,7 @@ from .checks import (
     check_primal,
 )
 from .derive import derive
-from .devito_compat import build
+from .devito_compat import as_devito_runs, build
 from .fields import buffer_size, is_saved
 from .levels import written_levels
 
@@ -90,8 +90,10 @@ class CheckpointedAdjoint:
         check_checkpointed(program)
         self.states = _states(program)
         self.n_checkpoints = n_checkpoints
-        # a primal Operator given is the forward run itself
+        # a primal Operator given is the forward run itself; the adjoint is that of
+        # what it runs
         self.forward = primal or Operator(expressions, **kwargs)
+        program = as_devito_runs(program, expressions, kwargs.get('subs'))
         eqs = derive(program, active, checkpointed=True)
         self.reverse = build(eqs, **dict(kwargs, name='Adjoint'))
 

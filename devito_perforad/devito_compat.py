@@ -71,7 +71,7 @@ __all__ = ['build', 'no_shrunk_loops', 'one_time_loop', 'openmp_chunks_of_one',
            'halo_exchange_over_time', 'accesses_as_written', 'record_operator_inputs',
            'operator_inputs', 'staggering_shifts', 'interpolation_positioned',
            'injection_positioned', 'arguments_of_apply', 'with_compiled_numbers',
-           'reads_between_writes_in_order', 'reads_in_devito_order',
+           'reads_between_writes_in_order', 'reads_in_devito_order', 'as_devito_runs',
            'temporaries_in_the_time_loop',
            'primal_time_loop_whole', 'guarded_reads_in_range']
 
@@ -565,6 +565,24 @@ def arguments_of_apply(op):
         yield arguments
     finally:
         del op.apply
+
+
+def as_devito_runs(program, expressions, subs=None, tangent=False):
+    """The analysed ``program`` as the primal's Operator runs it, for a derivation.
+
+    Refused where Devito does not run the equations in program order and the
+    derivation cannot follow it (:func:`temporaries_in_the_time_loop`,
+    :func:`primal_time_loop_whole`; for a ``tangent``,
+    :func:`reads_between_writes_in_order`); with the numbers of the primal's C code
+    (:func:`with_compiled_numbers`) and, for an adjoint, the reads Devito runs in
+    place as it runs them (:func:`reads_in_devito_order`).
+    """
+    if tangent:
+        reads_between_writes_in_order(program, expressions, subs)
+    temporaries_in_the_time_loop(program, expressions, subs)
+    primal_time_loop_whole(program, expressions, subs)
+    program = with_compiled_numbers(program, expressions, subs)
+    return program if tangent else reads_in_devito_order(program, expressions, subs)
 
 
 def reads_between_writes_in_order(program, expressions, subs=None):
