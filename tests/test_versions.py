@@ -24,6 +24,17 @@ def _fields(save, so=4):
                   for n in 'fh']
 
 
+def _inputs(f, h, save):
+    """The entries of ``f`` and ``h`` a run from ``time_m=1`` to ``5`` does not
+    overwrite: the levels outside the run (saved), the level before it (buffered)."""
+    inputs = np.ones(f.data.shape[0], dtype=bool)
+    if save:
+        inputs[2:7] = False
+    else:
+        inputs[0] = False
+    return {f: inputs, h: inputs}
+
+
 def _programs(grid, f, h):
     src = SparseTimeFunction(name='src', grid=grid, npoint=1, nt=9)
     src.coordinates.data[:] = 5.3
@@ -61,12 +72,7 @@ def test_several_writes_to_one_level_are_exact(case, save):
     programs, src = _programs(grid, f, h)
     primal = programs[case]
     adjoints = {f: adjoint_function(f), h: adjoint_function(h)}
-    inputs = np.ones(f.data.shape[0], dtype=bool)
-    if save:
-        inputs[2:7] = False
-    else:
-        inputs[0] = False
-    inputs = {f: inputs, h: inputs}
+    inputs = _inputs(f, h, save)
     if src in {getattr(e, 'interpolator', None) and e.interpolator.sfunction
                for e in primal}:
         adjoints[src], inputs[src] = adjoint_function(src), slice(None)
@@ -118,12 +124,7 @@ def test_a_read_devito_runs_in_place_is_reversed_as_devito_runs_it(case, save):
     assert re.search(r'for \(int \w+ = \w+_M; \w+ >= \w+_m; \w+ -= 1\)', code)
     assert ('blk' in code) == (ndim == 3)
     adjoints = {f: adjoint_function(f), h: adjoint_function(h)}
-    inputs = np.ones(f.data.shape[0], dtype=bool)
-    if save:
-        inputs[2:7] = False
-    else:
-        inputs[0] = False
-    assert dot_test(primal, adjoints, {f: inputs, h: inputs},
+    assert dot_test(primal, adjoints, _inputs(f, h, save),
                     apply=dict(time_m=1, time_M=5),
                     ops=(op, AdjointOperator(op, adjoints))) < 1e-13
 
