@@ -814,7 +814,9 @@ def primal_time_loop_whole(program, expressions, subs=None):
     the equations is the adjoint of that Operator. Where the primal's lowered code
     (the user's Operator, else one built here) has a time loop that reads a field a
     later time loop writes, the program is refused; the message says how to build the
-    primal whole.
+    primal whole. A loop whose every write a later loop assigns again before anything
+    reads it (an ``Eq`` overwritten by a later ``Eq``) computes nothing that is read:
+    its reads do not count.
 
     Raises
     ------
@@ -832,7 +834,7 @@ def primal_time_loop_whole(program, expressions, subs=None):
     order = {id(it): k for k, it in enumerate(loops) if it.dim.root.is_Time}
     if len(order) < 2:
         return
-    reads, writes = {}, {}
+    reads, writes, body = {}, {}, {}
     for iterations, nodes in FindSections().visit(op).items():
         times = [order[id(it)] for it in iterations if id(it) in order]
         if not times:
@@ -840,9 +842,12 @@ def primal_time_loop_whole(program, expressions, subs=None):
         for n in nodes:
             if isinstance(n, Expression) and isinstance(n.expr.lhs, Indexed):
                 writes.setdefault(n.expr.lhs.function, set()).add(times[0])
+                body.setdefault(times[0], []).append(n)
                 for r in n.expr.rhs.atoms(Indexed):
                     reads.setdefault(times[0], set()).add(r.function)
     fields = {s.write.field for s in program}
+    for loop in _dead_loops(body):
+        reads.pop(loop, None)
     for loop, read in sorted(reads.items(), key=lambda kv: kv[0]):
         for f in sorted(read & fields, key=lambda f: f.name):
             if any(later > loop for later in writes.get(f, ())):
@@ -853,6 +858,44 @@ def primal_time_loop_whole(program, expressions, subs=None):
                               "the primal does not compute what the equations say (a "
                               "Devito 4.8.23 bug). Build the primal Operator in `with "
                               "devito_perforad.devito_compat.one_time_loop():`.")
+
+
+def _dead_loops(body):
+    """The time loops (by their order) whose every write a later loop assigns again,
+    with no loop in between reading the field and no read of the level before the
+    assignment in that later loop: what such a loop computes is never read (an
+    ``Eq`` overwritten by a later one), so it does not matter where it runs.
+    ``body``: each loop's lowered expressions, in order."""
+    dead = []
+    loops = sorted(body)
+    for k, loop in enumerate(loops):
+        keys = {_indexed_offsets(n.expr.lhs) for n in body[loop]}
+        if None in keys:
+            continue
+        if all(_assigned_later(key, loops[k + 1:], body) for key in keys):
+            dead.append(loop)
+    return dead
+
+
+def _assigned_later(key, later, body):
+    """Whether a loop of ``later`` assigns the level ``key`` before any loop reads
+    its field."""
+    from devito.types import Indexed
+    field, time, _ = key
+    for loop in later:
+        for n in body[loop]:
+            read = [_indexed_offsets(r) for r in n.expr.rhs.atoms(Indexed)
+                    if r.function is field]
+            lhs = _indexed_offsets(n.expr.lhs)
+            if any(r is None or r[1] == time for r in read):
+                return False
+            if lhs is not None and lhs[:2] == (field, time) and not any(lhs[2]) \
+                    and not n.is_reduction:
+                return True
+        if any(r.function is field for n in body[loop]
+               for r in n.expr.rhs.atoms(Indexed)):
+            return False
+    return False
 
 
 def temporaries_in_the_time_loop(program, expressions, subs=None):

@@ -286,3 +286,22 @@ def test_a_primal_whose_time_loop_devito_splits(rng):
     assert dot_test(primal, adjoints, {f: inputs, g: inputs},
                     apply=dict(time_m=1, time_M=4),
                     ops=(op, AdjointOperator(op, adjoints))) < 1e-13
+
+
+def test_a_primal_split_around_a_dead_equation_is_taken_as_it_is():
+    """``Eq(f.forward, ...)`` overwritten by a later ``Eq(f.forward, ...)`` with no
+    read in between: Devito runs the first over every step in a loop of its own, but
+    what it computes is never read, so the primal computes what its equations say.
+    Not refused; the adjoint is exact."""
+    grid = make_grid(1, so=4, n=13)
+    f, h = (TimeFunction(name=n, grid=grid, space_order=4, save=9) for n in 'fh')
+    primal = [Eq(f.forward, f + 0.1 * f.dx), Eq(h.forward, h + 0.1 * f.dx),
+              Eq(f.forward, 0.5 * f + 0.2 * h)]
+    adjoints = {f: adjoint_function(f), h: adjoint_function(h)}
+    op = Operator(primal)
+    assert str(op).count('for (int time') == 2
+    inputs = np.ones(9, dtype=bool)
+    inputs[2:7] = False
+    assert dot_test(primal, adjoints, {f: inputs, h: inputs},
+                    apply=dict(time_m=1, time_M=5),
+                    ops=(op, AdjointOperator(op, adjoints))) < 1e-13
