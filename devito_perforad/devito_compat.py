@@ -628,7 +628,8 @@ def reads_in_devito_order(program, expressions, subs=None):
         Where Devito's value is not of that form: a later write outside the nest or on
         a SubDomain, one whose right-hand side reads what the step writes from the
         read on, an earlier write in the nest, or a read at an offset along several
-        dimensions in a blocked loop nest.
+        dimensions in a blocked loop nest. Where Devito's OpenMP code makes the later
+        write an array reduction, whose private copy the read sees.
     """
     found = _reads_in_place(program, expressions, subs)
     if not found:
@@ -640,6 +641,15 @@ def reads_in_devito_order(program, expressions, subs=None):
     extra = {}   # statement index -> {read: what Devito's loop reads there}
     for stmt, a, nest, later in found:
         i = next(k for k, s in enumerate(program) if s is stmt)
+        if any(r[0].function is a.field for it in nest
+               for r in (getattr(it, 'reduction', None) or ())):
+            raise located(stmt.eq, a.field,
+                          f"`{a.expr}` is read in a loop where Devito's OpenMP code "
+                          f"reduces a later write of `{a.field.name}` into a private "
+                          "copy (an array reduction), which the read then sees: the "
+                          "primal does not compute what the equations say (a Devito "
+                          "4.8.23 bug). Build the primal with language='C', or write "
+                          "the value between the writes to a field of its own.")
         if later is None:
             _refuse_in_place(stmt, a)
         visited = _visited_before(nest, a, stmt.write.field.grid)

@@ -48,6 +48,18 @@ def positive(f, rng, lo=1.0):
     return f
 
 
+@pytest.fixture(autouse=True)
+def _devito_language():
+    """Each test starts in the language the session started in, whatever the tests
+    before it set (``benchmarks/run.py`` sets OpenMP for every Operator when it is
+    imported): Devito's code, and so what a derivation reads from it, may differ
+    between languages."""
+    language = configuration['language']
+    yield
+    if configuration['language'] != language:
+        configuration['language'] = language
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

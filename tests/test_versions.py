@@ -129,6 +129,20 @@ def test_a_read_devito_runs_in_place_is_reversed_as_devito_runs_it(case, save):
                     ops=(op, AdjointOperator(op, adjoints))) < 1e-13
 
 
+def test_a_read_devitos_openmp_code_reduces_is_refused():
+    """With OpenMP, Devito makes the later ``Inc`` an array reduction, and the read in
+    the same loop sees the reduction's private copy: the primal computes neither
+    program order nor the in-place values. Refused, naming the read."""
+    grid, (f, h) = _fields(None, so=2)
+    primal = [Eq(f.forward, f + 0.1 * f.dx), Eq(h.forward, h + 0.1 * f.forward.dx),
+              Inc(f.forward, 0.2 * h)]
+    op = Operator(primal, language='openmp')
+    assert 'reduction(+:f' in str(op)
+    with pytest.raises(AdjointError, match=r"`f\(t \+ dt, x \+ h_x\)` is read in a loop "
+                                           r"where Devito's OpenMP code reduces"):
+        adjoint(op, {f: adjoint_function(f), h: adjoint_function(h)})
+
+
 def test_reads_devito_runs_in_place_are_refused_where_they_are_no_expression():
     """Where the later write reads what the reading equation writes (``h.forward``),
     the value Devito's loop reads at the neighbour depends on the reading equation
