@@ -22,6 +22,7 @@ from .checks import (
     check_operator_kwargs,
     check_options,
     check_primal,
+    check_tangent_values,
 )
 from .derive import derive
 from .devito_compat import (
@@ -240,6 +241,10 @@ def tangent(expressions, tangents, subs=None, primal=True):
     expressions, subs, _ = check_primal(expressions, subs)
     program, tangents = check_inputs(expressions, tangents, subs, what='tangents')
     program = as_devito_runs(program, expressions, subs, tangent=True)
+    if not primal:
+        check_tangent_values(program, [partials(s, tangents)
+                                       if s.write.field in tangents else []
+                                       for s in program])
     out = []
     for stmt in program:
         eqs = [stmt.eq] if primal and not any(e is stmt.eq for e in out) else []

@@ -64,6 +64,7 @@ from .levels import Levels, prologue, written_levels
 
 __all__ = ['check_inputs', 'check_primal', 'check_options', 'check_operator_kwargs',
            'check_halos', 'check_time_free', 'check_primal_values', 'check_window',
+           'check_tangent_values',
            'check_sparse_reads', 'check_buffers', 'check_checkpointed', 'check_numbers']
 
 
@@ -651,6 +652,32 @@ def check_overwritten(active, derivs, versions, temporaries):
                                   f"the adjoint needs the value `{f.name}` takes at "
                                   "every step, but the loop overwrites it. Make it a "
                                   "TimeFunction with save=nt.")
+
+
+def check_tangent_values(program, derivs):
+    """Raise if a tangent that runs without its primal (``primal=False``) has a partial
+    (``derivs``, per statement) that needs a value the primal overwrites within the
+    step: a level's value between two writes of it, or a ``Function`` the time loop
+    writes. The fields then hold their final values, not those the statement read."""
+    timed = any(s.is_timed for s in program)
+    for i, (stmt, ds) in enumerate(zip(program, derivs, strict=True)):
+        for _, partial in ds:
+            for app in retrieve_functions(partial, mode='unique'):
+                try:
+                    a = access_of(app)
+                except AdjointError:   # a sparse position: not a field's value
+                    continue
+                key = (a.field, a.time)
+                writes = [j for j, s in enumerate(program)
+                          if (s.write.field, s.write.time) == key]
+                between = any(j < i for j in writes) and any(j >= i for j in writes)
+                temporary = timed and a.time is None and writes
+                if between or temporary:
+                    raise located(stmt.eq, a.field,
+                                  f"the tangent needs the value `{app}` has when this "
+                                  "equation reads it, which the program overwrites "
+                                  "later in the step; without its primal the tangent "
+                                  "sees the last one. Use primal=True (the default).")
 
 
 def check_primal_values(active, derivs, program):
