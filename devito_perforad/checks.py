@@ -659,7 +659,6 @@ def check_tangent_values(program, derivs):
     (``derivs``, per statement) that needs a value the primal overwrites within the
     step: a level's value between two writes of it, or a ``Function`` the time loop
     writes. The fields then hold their final values, not those the statement read."""
-    timed = any(s.is_timed for s in program)
     for i, (stmt, ds) in enumerate(zip(program, derivs, strict=True)):
         for _, partial in ds:
             for app in retrieve_functions(partial, mode='unique'):
@@ -671,7 +670,8 @@ def check_tangent_values(program, derivs):
                 writes = [j for j, s in enumerate(program)
                           if (s.write.field, s.write.time) == key]
                 between = any(j < i for j in writes) and any(j >= i for j in writes)
-                temporary = timed and a.time is None and writes
+                # a Function the loop writes (one written before it keeps its value)
+                temporary = a.time is None and any(program[j].is_timed for j in writes)
                 if between or temporary:
                     raise located(stmt.eq, a.field,
                                   f"the tangent needs the value `{app}` has when this "
