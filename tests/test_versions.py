@@ -104,7 +104,8 @@ def test_the_value_between_the_writes_has_no_seed(rng):
         assert np.array_equal(first, second)
 
 
-@pytest.mark.parametrize('case', ['Inc', 'Eq', '2D, along y', '3D, blocked along z'])
+@pytest.mark.parametrize('case', ['Inc', 'Eq', '2D, along y', pytest.param(
+    '3D, blocked along z', marks=pytest.mark.slow)])   # 3D: the default run's time
 @pytest.mark.parametrize('save', [None, 9], ids=['buffered', 'saved'])
 def test_a_read_devito_runs_in_place_is_reversed_as_devito_runs_it(case, save):
     """A one-sided read of ``f.forward`` between two writes of it: Devito runs it in
