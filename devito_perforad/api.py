@@ -32,9 +32,13 @@ from .devito_compat import (
     dynamic_schedule_above_work,
     hoisted_halo_exchanges,
     no_shrunk_loops,
+    reads_in_devito_order,
 )
 from .differentiate import partials
-from .rules import TANGENTS
+from .fields import adjoint_function
+from .ir.names import current, naming
+from .ir.versions import recomputed, values, versioned
+from .rules import RESTATED, TANGENTS
 
 __all__ = ['adjoint', 'AdjointOperator', 'tangent', 'TangentOperator']
 
@@ -240,17 +244,28 @@ def tangent(expressions, tangents, subs=None, primal=True):
     """
     expressions, subs, _ = check_primal(expressions, subs)
     program, tangents = check_inputs(expressions, tangents, subs, what='tangents')
-    program = as_devito_runs(program, expressions, subs, tangent=True)
-    if not primal:
-        check_tangent_values(program, [partials(s, tangents)
-                                       if s.write.field in tangents else []
-                                       for s in program])
+    compiled = as_devito_runs(program, expressions, subs, in_devito_order=False)
+    program = reads_in_devito_order(compiled, expressions, subs)
+    as_written = {id(s) for s, c in zip(program, compiled, strict=True) if s is c}
+    with naming():
+        # each value a level holds between two writes in a field of its own: no read
+        # falls between two writes, and Devito runs the statements in program order
+        program, versions = versioned(program)
+        tangents = {**tangents, **{v: adjoint_function(v, current().name(
+            f'{v.name}_d', ('tangent', v.name))) for v, f in versions.items()
+            if f in tangents}}
+    derivatives = _tangent_partials(program, tangents, versions, primal)
+    # the statements of a user's equation the derivation rewrote are restated
+    restated = {id(s.eq) for s in program if id(s) not in as_written}
     out = []
-    for stmt in program:
-        eqs = [stmt.eq] if primal and not any(e is stmt.eq for e in out) else []
+    for stmt, derivs in zip(program, derivatives, strict=True):
+        eqs = []
+        if primal and id(stmt.eq) in restated:
+            eqs = accesses_as_written(RESTATED[stmt.kind](stmt))
+        elif primal and not any(e is stmt.eq for e in out):
+            eqs = [stmt.eq]
         if stmt.write.field in tangents:
-            dot = accesses_as_written(TANGENTS[stmt.kind](stmt, partials(stmt, tangents),
-                                                          tangents))
+            dot = accesses_as_written(TANGENTS[stmt.kind](stmt, derivs, tangents))
             # a statement reading the level it writes: its partials need the values
             # from before it, so its tangent runs first
             in_place = any((a.field, a.time) == (stmt.write.field, stmt.write.time)
@@ -259,6 +274,21 @@ def tangent(expressions, tangents, subs=None, primal=True):
         out += eqs
     check_numbers(out, 'tangent')
     return out
+
+
+def _tangent_partials(program, tangents, versions, primal):
+    """The partials of each statement by the ``tangents``' fields. Without the primal,
+    a value between two writes (a version's) is recomputed from the saved fields
+    (:func:`~devito_perforad.ir.versions.recomputed`), and a partial needing a value
+    the fields no longer hold is refused (:func:`check_tangent_values`)."""
+    if primal:
+        return [partials(s, tangents) if s.write.field in tangents else []
+                for s in program]
+    held = values(program, versions)
+    derivs = [[(a, recomputed(d, held)) for a, d in partials(s, tangents)]
+              if s.write.field in tangents else [] for s in program]
+    check_tangent_values(program, derivs, versions)
+    return derivs
 
 
 def TangentOperator(expressions, tangents, primal=True, **kwargs):  # noqa: N802

@@ -58,7 +58,7 @@ from .errors import (
     short,
 )
 from .fields import buffer_size, is_saved, several_ranks
-from .ir.access import access_of, analyse, space_offsets
+from .ir.access import access_of, analyse, at_offsets, space_offsets
 from .ir.symbolic import unrepresentable
 from .levels import Levels, prologue, written_levels
 
@@ -654,11 +654,14 @@ def check_overwritten(active, derivs, versions, temporaries):
                                   "TimeFunction with save=nt.")
 
 
-def check_tangent_values(program, derivs):
+def check_tangent_values(program, derivs, versions=None):
     """Raise if a tangent that runs without its primal (``primal=False``) has a partial
     (``derivs``, per statement) that needs a value the primal overwrites within the
-    step: a level's value between two writes of it, or a ``Function`` the time loop
-    writes. The fields then hold their final values, not those the statement read."""
+    step: a level's value between two writes of it that is not recomputed (a read of
+    one of the ``versions``, :mod:`~devito_perforad.ir.versions`), or a ``Function``
+    the time loop writes. The fields then hold their final values, not those the
+    statement read."""
+    versions = versions or {}
     for i, (stmt, ds) in enumerate(zip(program, derivs, strict=True)):
         for _, partial in ds:
             for app in retrieve_functions(partial, mode='unique'):
@@ -669,15 +672,19 @@ def check_tangent_values(program, derivs):
                 key = (a.field, a.time)
                 writes = [j for j, s in enumerate(program)
                           if (s.write.field, s.write.time) == key]
-                between = any(j < i for j in writes) and any(j >= i for j in writes)
+                between = a.field in versions or (
+                    any(j < i for j in writes) and any(j >= i for j in writes))
                 # a Function the loop writes (one written before it keeps its value)
                 temporary = a.time is None and any(program[j].is_timed for j in writes)
                 if between or temporary:
-                    raise located(stmt.eq, a.field,
-                                  f"the tangent needs the value `{app}` has when this "
-                                  "equation reads it, which the program overwrites "
-                                  "later in the step; without its primal the tangent "
-                                  "sees the last one. Use primal=True (the default).")
+                    field = versions.get(a.field, a.field)
+                    value = at_offsets(field, time=a.time, space=a.space)
+                    raise located(stmt.eq, field,
+                                  f"the tangent needs the value `{value}` "
+                                  "has when this equation reads it, which the program "
+                                  "overwrites later in the step; without its primal the "
+                                  "tangent sees the last one. Use primal=True (the "
+                                  "default).")
 
 
 def check_primal_values(active, derivs, program):

@@ -30,9 +30,8 @@ rest rewrite the adjoint's own equations or Operator arguments.
 
 * :func:`no_shrunk_loops`: Devito's hoisting of subexpressions can shrink a loop's
   bounds, leaving points uncomputed.
-* :func:`reads_between_writes_in_order`, :func:`reads_in_devito_order`: Devito runs a
-  read of a level in one loop with a later write of that level, which it then sees at
-  some points;
+* :func:`reads_in_devito_order`: Devito runs a read of a level in one loop with a
+  later write of that level, which it then sees at some points;
 * :func:`guarded_reads_in_range`: Devito checks the index range of guarded reads;
 * :func:`primal_time_loop_whole`: Devito splits a primal's time loop as it does a
   derived one (:func:`one_time_loop`);
@@ -71,7 +70,7 @@ __all__ = ['build', 'no_shrunk_loops', 'one_time_loop', 'openmp_chunks_of_one',
            'halo_exchange_over_time', 'accesses_as_written', 'record_operator_inputs',
            'operator_inputs', 'staggering_shifts', 'interpolation_positioned',
            'injection_positioned', 'arguments_of_apply', 'with_compiled_numbers',
-           'reads_between_writes_in_order', 'reads_in_devito_order', 'as_devito_runs',
+           'reads_in_devito_order', 'as_devito_runs',
            'temporaries_in_the_time_loop',
            'primal_time_loop_whole', 'guarded_reads_in_range']
 
@@ -567,52 +566,34 @@ def arguments_of_apply(op):
         del op.apply
 
 
-def as_devito_runs(program, expressions, subs=None, tangent=False):
+def as_devito_runs(program, expressions, subs=None, in_devito_order=True):
     """The analysed ``program`` as the primal's Operator runs it, for a derivation.
 
     Refused where Devito does not run the equations in program order and the
     derivation cannot follow it (:func:`temporaries_in_the_time_loop`,
-    :func:`primal_time_loop_whole`; for a ``tangent``,
-    :func:`reads_between_writes_in_order`); with the numbers of the primal's C code
-    (:func:`with_compiled_numbers`) and, for an adjoint, the reads Devito runs in
-    place as it runs them (:func:`reads_in_devito_order`).
+    :func:`primal_time_loop_whole`); with the numbers of the primal's C code
+    (:func:`with_compiled_numbers`) and, ``in_devito_order``, the reads Devito runs
+    in place as it runs them (:func:`reads_in_devito_order`).
     """
-    if tangent:
-        reads_between_writes_in_order(program, expressions, subs)
     temporaries_in_the_time_loop(program, expressions, subs)
     primal_time_loop_whole(program, expressions, subs)
     program = with_compiled_numbers(program, expressions, subs)
-    return program if tangent else reads_in_devito_order(program, expressions, subs)
-
-
-def reads_between_writes_in_order(program, expressions, subs=None):
-    """Raise where Devito gives a read of a level between two writes of it the value
-    of the later write.
-
-    A step that reads a level at an offset between two writes of it (``Eq(f.forward,
-    ...)``, ``Eq(g.forward, f.forward.dxr)``, ``Inc(f.forward, ...)``) means, in
-    program order, the value between the writes, and its adjoint holds that value's
-    seed apart (:mod:`~devito_perforad.ir.versions`). Devito 4.8.23 puts such a read
-    in one loop with the later write where it can, and runs that loop in the
-    direction in which the neighbours read were already visited: at those points the
-    read sees the later write's value, at the point itself the earlier one; an
-    in-place update. Where the primal's lowered code (the user's Operator, else one
-    built here) reads the level in the loop nest of a later write of it, the program
-    is refused, naming the read. (The adjoint takes such reads as Devito runs them:
-    :func:`reads_in_devito_order`.)
-
-    Raises
-    ------
-    AdjointError
-        Naming the first statement whose read Devito runs in place.
-    """
-    for stmt, a, _, _ in _reads_in_place(program, expressions, subs):
-        _refuse_in_place(stmt, a)
+    return reads_in_devito_order(program, expressions, subs) if in_devito_order \
+        else program
 
 
 def reads_in_devito_order(program, expressions, subs=None):
     """``program`` with each read that Devito runs after a later write of its level
-    (see :func:`reads_between_writes_in_order`) reading what Devito's loop gives it.
+    reading what Devito's loop gives it.
+
+    A step that reads a level at an offset between two writes of it (``Eq(f.forward,
+    ...)``, ``Eq(g.forward, f.forward.dxr)``, ``Inc(f.forward, ...)``) means, in
+    program order, the value between the writes (:mod:`~devito_perforad.ir.versions`).
+    Devito 4.8.23 puts such a read in one loop with the later write where it can, and
+    runs that loop in the direction in which the neighbours read were already
+    visited: at those points the read sees the later write's value, at the point
+    itself the earlier one; an in-place update. The reads are found in the primal's
+    lowered code (the user's Operator, else one built here).
 
     In the loop nest Devito fuses, a neighbour the loop visited before the point holds
     the later writes already: a read there of the value between the writes, ``f(p +

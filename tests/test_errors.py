@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 from conftest import acoustic_problem, make_grid
-from devito import Eq, Function, Inc, Operator, SparseTimeFunction, TimeFunction
+from devito import Eq, Function, Operator, SparseTimeFunction, TimeFunction
 
 from devito_perforad import (
     AdjointError,
@@ -397,12 +397,7 @@ def _unsupported():
     grid = make_grid(2, 2)
     p = TimeFunction(name='p', grid=grid, space_order=2, staggered=NODE)
     pb = adjoint_function(p)
-    q = TimeFunction(name='q', grid=grid, space_order=2)
-    qb = adjoint_function(q)
     return {
-        'the tangent of a read at an offset': lambda: tangent(
-            [Eq(p.forward, p + 1), Eq(q.forward, q + p.forward.dx), Inc(p.forward, q)],
-            {p: pb, q: qb}),
         'programs running backward': lambda: adjoint([Eq(p.backward, p + p.dx)],
                                                       {p: pb}),
     }

@@ -128,6 +128,39 @@ def test_a_read_devito_runs_in_place_is_reversed_as_devito_runs_it(case, save):
     assert dot_test(primal, adjoints, _inputs(f, h, save),
                     apply=dict(time_m=1, time_M=5),
                     ops=(op, AdjointOperator(op, adjoints))) < 1e-13
+    # the tangent of a linear program is the program: J dx = F(dx)
+    tangents = {f: adjoint_function(f, 'fd'), h: adjoint_function(h, 'hd')}
+    assert _tangent_error(op, TangentOperator(op, tangents), tangents,
+                          _inputs(f, h, save), dict(time_m=1, time_M=5)) < 1e-13
+
+
+def _tangent_error(op, top, tangents, inputs, apply, rng=None, h=None):
+    """The tangent Operator's ``J dx`` against the primal's: ``F(dx)`` for a linear
+    program (``h`` None), central differences of ``F`` at random ``x`` otherwise;
+    the largest error relative to the largest entry."""
+    rng = rng or np.random.default_rng(0)
+    x, dx = {}, {}
+    for g in tangents:
+        x[g], dx[g] = np.zeros(g.data.shape), np.zeros(g.data.shape)
+        x[g][inputs[g]] = 0.3 * rng.standard_normal(x[g][inputs[g]].shape)
+        dx[g][inputs[g]] = rng.standard_normal(x[g][inputs[g]].shape)
+
+    def run(x, step):
+        for g in tangents:
+            g.data[:] = x[g] + step * dx[g]
+        op.apply(**apply)
+        return {g: g.data.copy() for g in tangents}
+
+    if h is None:
+        expected = run({g: 0 * x[g] for g in x}, 1)
+    else:
+        plus, minus = run(x, h), run(x, -h)
+        expected = {g: (plus[g] - minus[g]) / (2 * h) for g in tangents}
+    for g, gd in tangents.items():
+        g.data[:], gd.data[:] = x[g], dx[g]
+    top.apply(**apply)
+    scale = max(np.abs(e).max() for e in expected.values())
+    return max(np.abs(gd.data - expected[g]).max() for g, gd in tangents.items()) / scale
 
 
 def test_a_read_devitos_openmp_code_reduces_is_refused():
@@ -147,18 +180,16 @@ def test_a_read_devitos_openmp_code_reduces_is_refused():
 def test_reads_devito_runs_in_place_are_refused_where_they_are_no_expression():
     """Where the later write reads what the reading equation writes (``h.forward``),
     the value Devito's loop reads at the neighbour depends on the reading equation
-    itself there: refused, naming the read. The tangent refuses every such read."""
+    itself there: refused, naming the read, by the adjoint and the tangent alike."""
     _, (f, h) = _fields(None, so=2)
     reading = Eq(h.forward, h + 0.1 * f.forward.dx)
     primal = [Eq(f.forward, f + 0.1 * f.dx), reading, Inc(f.forward, 0.2 * h.forward)]
-    adjoints = {f: adjoint_function(f), h: adjoint_function(h)}
+    op = Operator(primal)
     with pytest.raises(AdjointError, match=r"`f\(t \+ dt, x \+ h_x\)` is read before "
                                            r"a later write.*in-place"):
-        adjoint(Operator(primal), adjoints)
-    primal[-1] = Inc(f.forward, 0.2 * h)
+        adjoint(op, {f: adjoint_function(f), h: adjoint_function(h)})
     with pytest.raises(AdjointError, match=r"Devito runs the read in one loop"):
-        TangentOperator(Operator(primal), {f: adjoint_function(f, 'fd'),
-                                           h: adjoint_function(h, 'hd')})
+        TangentOperator(op, {f: adjoint_function(f, 'fd'), h: adjoint_function(h, 'hd')})
 
 
 @pytest.mark.parametrize('primal, match', [
@@ -185,7 +216,7 @@ def test_refusals(primal, match):
     assert len(str(e.value)) < 400
 
 
-def test_tangent_of_a_statement_reading_its_own_level(rng):
+def test_tangent_of_a_statement_reading_its_own_level():
     """``Eq(f.forward, f.forward**2 + ...)`` after a first write: its tangent needs
     ``f.forward`` from before it, so it runs before the primal statement. Checked
     against central differences."""
@@ -193,25 +224,8 @@ def test_tangent_of_a_statement_reading_its_own_level(rng):
     primal = [Eq(f.forward, f + 0.1 * f.dx), Eq(f.forward, f.forward**2 + 0.2 * f),
               Eq(h.forward, h + f.forward.dx)]
     tangents = {f: adjoint_function(f, 'fd'), h: adjoint_function(h, 'hd')}
-    op, top = Operator(primal), TangentOperator(primal, tangents)
-    x0 = {g: 0.3 * rng.standard_normal(g.data.shape) for g in (f, h)}
-    dx = {g: rng.standard_normal(g.data.shape) for g in (f, h)}
-
-    def run(eps):
-        for g in (f, h):
-            g.data[:] = x0[g] + eps * dx[g]
-        op.apply(time_m=1, time_M=4)
-        return {g: g.data.copy() for g in (f, h)}
-
-    eps = 1e-6
-    plus, minus = run(eps), run(-eps)
-    for g in (f, h):
-        g.data[:] = x0[g]
-        tangents[g].data[:] = dx[g]
-    top.apply(time_m=1, time_M=4)
-    for g in (f, h):
-        fd = (plus[g] - minus[g]) / (2 * eps)
-        assert np.abs(tangents[g].data - fd).max() < 1e-7 * np.abs(fd).max()
+    assert _tangent_error(Operator(primal), TangentOperator(primal, tangents), tangents,
+                          _inputs(f, h, 9), dict(time_m=1, time_M=4), h=1e-6) < 1e-7
 
 
 def _nonlinear(grid, f, h):
@@ -268,15 +282,38 @@ def test_a_value_between_injections_read_nonlinearly_is_refused():
     assert len(str(e.value)) < 400
 
 
-def test_a_tangent_without_its_primal_needing_a_value_between_writes_is_refused():
+def test_a_tangent_without_its_primal_recomputes_a_value_between_writes():
     """``primal=False``: the tangent reads the primal's saved fields, which hold the
     level's final value, not the value between the writes that the nonlinear read
-    saw (its tangent was off by 0.38 against central differences). Refused, naming
-    the read; with the primal (the default), it is not."""
-    _, (f, h) = _fields(9)
+    saw (before it was recomputed, the tangent was off by 0.38 against central
+    differences). The value is recomputed as the adjoint recomputes it; where it
+    cannot be (between two injections), the tangent is refused, naming the read."""
+    grid, (f, h) = _fields(9)
     primal = [Eq(f.forward, f + 0.1 * f.dx), Eq(h.forward, h + 0.3 * f.forward**2),
               Inc(f.forward, 0.2 * h)]
     tangents = {f: adjoint_function(f, 'fd'), h: adjoint_function(h, 'hd')}
+    op = Operator(primal)
+    top = TangentOperator(primal, tangents, primal=False)
+    rng = np.random.default_rng(0)
+    x0 = {g: 0.3 * rng.standard_normal(g.data.shape) for g in (f, h)}
+    dx = {g: rng.standard_normal(g.data.shape) for g in (f, h)}
+    apply, eps = dict(time_m=1, time_M=4), 1e-6
+    trajectories = []
+    for step in (eps, -eps, 0):
+        for g in (f, h):
+            g.data[:] = x0[g] + step * dx[g]
+        op.apply(**apply)
+        trajectories.append({g: g.data.copy() for g in (f, h)})
+    for g in (f, h):   # the saved fields hold the trajectory at x0
+        tangents[g].data[:] = dx[g]
+    top.apply(**apply)
+    for g in (f, h):
+        fd = (trajectories[0][g] - trajectories[1][g]) / (2 * eps)
+        assert np.abs(tangents[g].data - fd).max() < 1e-7 * np.abs(fd).max()
+
+    src = SparseTimeFunction(name='src', grid=grid, npoint=1, nt=9)
+    primal = ([Eq(f.forward, f)] + src.inject(field=f.forward, expr=src)
+              + [Eq(h.forward, f.forward**2)] + src.inject(field=f.forward, expr=src))
     with pytest.raises(AdjointError, match=r"the tangent needs the value "
                                            r"`f\(time \+ dt, x\)` has when"):
         TangentOperator(primal, tangents, primal=False)

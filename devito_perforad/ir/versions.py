@@ -153,7 +153,7 @@ def _renamed(expr, holder):
     for app in retrieve_functions(expr, mode='unique'):
         a = _access(app)
         if a is not None and holder.get(_key(a), a.field) is not a.field:
-            subs[app] = holder[_key(a)].func(*app.args)
+            subs[app] = at_offsets(holder[_key(a)], time=a.time, space=a.space)
     return expr.xreplace(subs) if subs else expr
 
 
@@ -170,7 +170,8 @@ def _reading(stmt, holder):
     touched = [a for a in stmt.reads if holder.get(_key(a), a.field) is not a.field]
     if not touched:
         return stmt
-    reads = tuple(Access(_renamed(a.expr, holder), holder[_key(a)], a.time, a.space)
+    reads = tuple(Access(at_offsets(holder[_key(a)], time=a.time, space=a.space),
+                         holder[_key(a)], a.time, a.space)
                   if a in touched else a for a in stmt.reads)
     rhs = _renamed(stmt.rhs, holder)
     if stmt.compositions:   # reversed flat: the compositions name the user's fields
@@ -185,7 +186,14 @@ def _writing(stmt, target):
     if target is stmt.write.field:
         return stmt
     w = stmt.write
-    return replace(stmt, write=Access(target.func(*w.expr.args), target, w.time, w.space))
+    return replace(stmt, write=_at(target, w))
+
+
+def _at(field, access):
+    """``access`` moved to ``field`` (a version: buffered, indexed by the stepping
+    dimension, where the user's field may be saved)."""
+    return Access(at_offsets(field, time=access.time, space=access.space), field,
+                  access.time, access.space)
 
 
 def _after(stmt, previous, target):
@@ -194,7 +202,7 @@ def _after(stmt, previous, target):
         return [_writing(stmt, target)]
     w = stmt.write
     held = at_offsets(previous, time=w.time)
-    copy = replace(stmt, write=Access(target.func(*w.expr.args), target, w.time, w.space),
+    copy = replace(stmt, write=_at(target, w),
                    rhs=held, reads=(Access(held, previous, w.time, w.space),),
                    increment=False, subdomain=None, kind='update', sparse=None,
                    lifted=held, compositions=())
@@ -311,12 +319,14 @@ def recomputed(expr, values):
             if app.function not in values:
                 continue
             write, value, field = values[app.function]
-            moved = _moved(app, write.expr)
+            moved = _moved(app, write)
             value = shift(value, time=moved.pop('time', 0), space=moved)
             # the primal writes the domain only: in the halo, the level holds what
             # the user's field holds there
             inside = space_conditions(field.grid, None, space_offsets(app))
-            subs[app] = Select(sympy.And(*inside), value, field.func(*app.args)) \
+            held = _access(app)
+            subs[app] = Select(sympy.And(*inside), value,
+                               at_offsets(field, time=held.time, space=held.space)) \
                 if inside else value
         if not subs:
             break
@@ -325,12 +335,12 @@ def recomputed(expr, values):
 
 
 def _moved(app, write):
-    """How far ``app`` lies from ``write``, an access to the same field: whole steps
-    (``'time'``) and grid points per space dimension."""
-    out = {}
-    for arg, ref, dim in zip(app.args, write.args, app.function.dimensions,
-                             strict=True):
-        k = sympy.expand((arg - ref) / dim.spacing)
-        if k:
-            out['time' if dim.is_Time else dim] = int(k)
+    """How far ``app`` lies from ``write``, an access to the same level (of a version
+    or the field it holds a value of): whole steps (``'time'``) and grid points per
+    space dimension."""
+    a = _access(app)
+    out = {'time': a.time - write.time} if a.time != write.time else {}
+    dims = a.field.space_dimensions
+    out.update({d: k - k0 for d, k, k0 in zip(dims, a.space, write.space, strict=True)
+                if k != k0})
     return out

@@ -10,7 +10,9 @@ contributions per adjoint target.
 
 ``TANGENTS[statement.kind]`` is the sibling table of the tangent (forward) mode: it
 takes the statement, its partials and the tangent map, and returns the tangent
-statement's equations.
+statement's equations. ``RESTATED[statement.kind]`` returns the statement itself as
+Devito equations, for a primal statement the derivation rewrote (a value between two
+writes of a level held in a field of its own, :mod:`~devito_perforad.ir.versions`).
 
 ========================  ====================  ==============================
 kind                      primal                adjoint contributions
@@ -22,13 +24,13 @@ kind                      primal                adjoint contributions
 ``'interpolate'``         ``S.interpolate(E)``  ``gb += Sb.inject(dE/dg Sb)``
 ========================  ====================  ==============================
 
-A new statement kind is one new module here with its two functions, and one entry in
-each table; ``docs/how-it-works.md`` shows an example.
+A new statement kind is one new module here with its three functions, and one entry
+in each table; ``docs/how-it-works.md`` shows an example.
 """
 
 from . import inject, interpolate, stencil
 
-__all__ = ['RULES', 'TANGENTS']
+__all__ = ['RULES', 'TANGENTS', 'RESTATED']
 
 RULES = {
     'update': stencil.transpose,
@@ -42,4 +44,11 @@ TANGENTS = {
     'increment': stencil.linearise,
     'inject': inject.linearise,
     'interpolate': interpolate.linearise,
+}
+
+RESTATED = {
+    'update': stencil.restate,
+    'increment': stencil.restate,
+    'inject': inject.restate,
+    'interpolate': interpolate.restate,
 }

@@ -16,7 +16,7 @@ from ..differentiate import linearised
 from ..ir.access import at_offsets
 from ..ir.contribution import Contribution
 
-__all__ = ['transpose', 'linearise']
+__all__ = ['transpose', 'linearise', 'restate']
 
 
 def transpose(statement, partials, seed, levels):
@@ -46,3 +46,11 @@ def linearise(statement, partials, tangents):
     shifts = staggering_shifts(statement.write.field)
     return injection_positioned(statement.sparse, target, dot, shifts) if dot != 0 \
         else []
+
+
+def restate(statement):
+    """An injection as Devito equations, as the derivation rewrote it."""
+    target = at_offsets(statement.write.field, time=statement.write.time,
+                        space=statement.write.space)
+    return injection_positioned(statement.sparse, target, statement.rhs,
+                                staggering_shifts(statement.write.field))

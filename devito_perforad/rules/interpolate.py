@@ -19,7 +19,7 @@ from ..ir.contribution import Contribution
 from ..ir.symbolic import Select, shift
 from ..region import run_range
 
-__all__ = ['transpose', 'linearise']
+__all__ = ['transpose', 'linearise', 'restate']
 
 
 def transpose(statement, partials, seed, levels):
@@ -55,4 +55,10 @@ def linearise(statement, partials, tangents):
     expression into the tangent sparse function, its reads where the primal's are."""
     return interpolation_positioned(tangents[statement.write.field],
                                     linearised(statement, partials, tangents),
+                                    increment=statement.increment)
+
+
+def restate(statement):
+    """An interpolation as Devito equations, as the derivation rewrote it."""
+    return interpolation_positioned(statement.write.field, statement.rhs,
                                     increment=statement.increment)

@@ -43,7 +43,7 @@ from ..ir.access import at_offsets
 from ..ir.contribution import Contribution
 from ..region import time_conditions
 
-__all__ = ['transpose', 'linearise']
+__all__ = ['transpose', 'linearise', 'restate']
 
 
 def transpose(statement, partials, seed, levels):
@@ -89,3 +89,11 @@ def linearise(statement, partials, tangents):
     if statement.increment:
         return [Inc(target, dot, subdomain=statement.subdomain)] if dot != 0 else []
     return [Eq(target, dot, subdomain=statement.subdomain)]
+
+
+def restate(statement):
+    """A dense statement as Devito equations, as the derivation rewrote it."""
+    target = at_offsets(statement.write.field, time=statement.write.time,
+                        space=statement.write.space)
+    kind = Inc if statement.increment else Eq
+    return [kind(target, statement.rhs, subdomain=statement.subdomain)]
