@@ -11,7 +11,9 @@ so it is a gather with the primal's own stencil
 tangent of an injection is an injection, of an interpolation an interpolation. By
 default the primal statements run alongside their tangents, so the nonlinear
 coefficients use the primal values of the same step and the forward wavefield need
-not be saved.
+not be saved. A level's values between two writes of it are held in fields of their
+own (:mod:`~devito_perforad.ir.versions`), so that Devito runs the tangent in program
+order.
 """
 
 
