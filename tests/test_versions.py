@@ -14,6 +14,7 @@ from devito_perforad import (
     TangentOperator,
     adjoint,
     adjoint_function,
+    tangent,
 )
 from devito_perforad.devito_compat import one_time_loop
 
@@ -82,6 +83,36 @@ def test_several_writes_to_one_level_are_exact(case, save):
         op = Operator(primal)
     assert dot_test(primal, adjoints, inputs, apply=dict(time_m=1, time_M=5),
                     ops=(op, AdjointOperator(op, adjoints))) < 1e-13
+
+
+@pytest.mark.parametrize('case', [pytest.param(c, marks=[] if c in DEFAULT
+                                                else [pytest.mark.slow])
+                                  for c in CASES + ['interpolation between the writes']])
+def test_tangents_of_several_writes_to_one_level(case):
+    """The tangent runs versioned: the primal statements the derivation rewrote are
+    restated (a copy from the version; an interpolation reading it), the tangent of
+    each value between the writes has a field of its own. Against the primal's
+    central difference, exact for the program, affine in ``f`` and ``h``."""
+    grid, (f, h) = _fields(None)
+    programs, src = _programs(grid, f, h)
+    rec = SparseTimeFunction(name='rec', grid=grid, npoint=2, nt=9)
+    rec.coordinates.data[:] = [[3.2], [7.7]]
+    programs['interpolation between the writes'] = (
+        programs['Inc after a read'][:2] + rec.interpolate(expr=f.forward)
+        + programs['Inc after a read'][2:])
+    primal = programs[case]
+    tangents = {f: adjoint_function(f, 'fd'), h: adjoint_function(h, 'hd')}
+    inputs = _inputs(f, h, None)
+    if 'interpolation' in case:
+        tangents[rec], inputs[rec] = adjoint_function(rec, 'recd'), slice(0, 0)
+    with one_time_loop():
+        op = Operator(primal)
+    top = TangentOperator(op, tangents)
+    # a version, unless its value is never read (an Eq over an Eq)
+    versioned = any('f_v0_d' in str(e.lhs) for e in tangent(op, tangents))
+    assert versioned == (case != 'Eq over an Eq')
+    assert _tangent_error(op, top, tangents, inputs, dict(time_m=1, time_M=5),
+                          h=1.0) < 1e-13
 
 
 def test_the_value_between_the_writes_has_no_seed(rng):
