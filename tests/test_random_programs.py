@@ -72,7 +72,7 @@ def test_random_program_jacobian_entry_by_entry(seed):
 
 # nonlinear programs: adjoint and tangent against central differences
 NONLINEAR_DEFAULT = [0, 14]  # a product with a field; Min of u[t-1] at time_m = 1
-NONLINEAR_SLOW = [s for s in range(30) if s not in NONLINEAR_DEFAULT]
+NONLINEAR_SLOW = [s for s in range(60) if s not in NONLINEAR_DEFAULT]
 
 
 @pytest.mark.parametrize('seed', [pytest.param(s, marks=[] if s in NONLINEAR_DEFAULT
